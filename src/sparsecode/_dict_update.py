@@ -1,0 +1,130 @@
+"""Dictionary-side steps of classic dictionary learning, on tensors.
+
+The block-coordinate-descent update of the atoms (Mairal et al. 2009, as in
+scikit-learn's ``_update_dict``), the SVD initialisations, and the online
+statistics of `MiniBatchDictionaryLearning`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["update_dict", "svd_init", "online_beta", "resample_candidates"]
+
+
+@torch.jit.script
+def _bcd_pass(
+    V: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    candidates: torch.Tensor,
+    positive: bool,
+) -> torch.Tensor:
+    """One pass of block coordinate descent over the atoms (in place on ``V``).
+
+    Returns a boolean mask of the atoms that were unused (``A_kk <= 1e-6``)
+    and therefore replaced by their resampling candidate.
+    """
+    n_components = V.shape[0]
+    unused = torch.zeros(n_components, dtype=torch.bool, device=V.device)
+    diag = A.diagonal()
+    for k in range(n_components):
+        if bool(diag[k] > 1e-6):
+            V[k] += (B[:, k] - A[k] @ V) / diag[k]
+        else:
+            V[k] = candidates[k]
+            unused[k] = True
+        if positive:
+            V[k].clamp_(min=0.0)
+        V[k] /= torch.clamp(torch.linalg.vector_norm(V[k]), min=1.0)
+    return unused
+
+
+def resample_candidates(
+    X: torch.Tensor, n_components: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Replacement atoms: a random data row plus 1% of its std as Gaussian noise."""
+    rows = torch.randint(
+        X.shape[0], (n_components,), generator=generator, device=generator.device
+    ).to(X.device)
+    new = X[rows]
+    std = new.std(dim=1, keepdim=True, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    noise = torch.randn(
+        new.shape, generator=generator, device=generator.device, dtype=X.dtype
+    ).to(X.device)
+    return new + 0.01 * std * noise
+
+
+def update_dict(
+    V: torch.Tensor,
+    X: torch.Tensor,
+    codes: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    A: torch.Tensor | None = None,
+    B: torch.Tensor | None = None,
+    positive: bool = False,
+) -> int:
+    """Update the dictionary ``V`` in place; return the number of resampled atoms.
+
+    ``A = codes^T codes`` and ``B = X^T codes`` unless the online statistics
+    are given. Atoms whose ``A_kk <= 1e-6`` are resampled from the data and
+    their codes set to zero (in place), as scikit-learn does.
+    """
+    if A is None:
+        A = codes.T @ codes
+    if B is None:
+        B = X.T @ codes
+    need = A.diagonal() <= 1e-6
+    if bool(need.any()):
+        candidates = resample_candidates(X, V.shape[0], generator)
+    else:
+        candidates = V  # never read: every atom is used
+    unused = _bcd_pass(V, A, B, candidates, positive)
+    n_unused = int(unused.sum())
+    if n_unused:
+        codes[:, unused] = 0
+    return n_unused
+
+
+def _svd_flip_rows(U: torch.Tensor, Vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic signs: the largest |entry| of each column of U is positive."""
+    rows = U.abs().argmax(0)
+    signs = U[rows, torch.arange(U.shape[1], device=U.device)].sign()
+    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    return U * signs, Vt * signs.unsqueeze(1)
+
+
+def svd_init(
+    X: torch.Tensor, n_components: int, max_rows: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SVD initialisation: ``codes = U``, ``atoms = S Vt``, padded with zeros.
+
+    With ``max_rows``, the atoms come from the SVD of a random subset of at most
+    that many rows (the codes are then not meaningful and returned empty).
+    """
+    Xs = X
+    if max_rows is not None and X.shape[0] > max_rows:
+        rows = torch.randperm(X.shape[0], generator=generator, device=generator.device)
+        Xs = X[rows[:max_rows].to(X.device)]
+    U, S, Vt = torch.linalg.svd(Xs, full_matrices=False)
+    U, Vt = _svd_flip_rows(U, Vt)
+    atoms = S.unsqueeze(1) * Vt
+    codes = U
+    r = atoms.shape[0]
+    if n_components <= r:
+        return codes[:, :n_components], atoms[:n_components].contiguous()
+    pad_atoms = atoms.new_zeros(n_components - r, atoms.shape[1])
+    pad_codes = codes.new_zeros(codes.shape[0], n_components - r)
+    return torch.cat([codes, pad_codes], 1), torch.cat([atoms, pad_atoms], 0)
+
+
+def online_beta(step: int, batch_size: int) -> float:
+    """Forgetting factor of Mairal et al.'s statistics, as scikit-learn uses it."""
+    if step < batch_size - 1:
+        theta = (step + 1) * batch_size
+    else:
+        theta = batch_size**2 + step + 1 - batch_size
+    return (theta + 1 - batch_size) / (theta + 1)

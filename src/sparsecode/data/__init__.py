@@ -1,0 +1,1 @@
+"""Data loaders and synthetic data generators (all offline)."""
