@@ -12,7 +12,6 @@ import torch
 __all__ = ["update_dict", "svd_init", "online_beta", "resample_candidates"]
 
 
-@torch.jit.script
 def _bcd_pass(
     V: torch.Tensor,
     A: torch.Tensor,
@@ -23,21 +22,21 @@ def _bcd_pass(
     """One pass of block coordinate descent over the atoms (in place on ``V``).
 
     Returns a boolean mask of the atoms that were unused (``A_kk <= 1e-6``)
-    and therefore replaced by their resampling candidate.
+    and therefore replaced by their resampling candidate. The pass is
+    sequential by nature (each atom sees the previous updates); the diagonal
+    is read once, so there is one host synchronisation per pass, not per atom.
     """
-    n_components = V.shape[0]
-    unused = torch.zeros(n_components, dtype=torch.bool, device=V.device)
-    diag = A.diagonal()
-    for k in range(n_components):
-        if bool(diag[k] > 1e-6):
-            V[k] += (B[:, k] - A[k] @ V) / diag[k]
-        else:
+    diag = A.diagonal().tolist()
+    unused = [d <= 1e-6 for d in diag]
+    for k, a_kk in enumerate(diag):
+        if unused[k]:
             V[k] = candidates[k]
-            unused[k] = True
+        else:
+            V[k] += (B[:, k] - A[k] @ V) / a_kk
         if positive:
             V[k].clamp_(min=0.0)
         V[k] /= torch.clamp(torch.linalg.vector_norm(V[k]), min=1.0)
-    return unused
+    return torch.tensor(unused, dtype=torch.bool, device=V.device)
 
 
 def resample_candidates(
@@ -88,7 +87,9 @@ def update_dict(
     return n_unused
 
 
-def _svd_flip_rows(U: torch.Tensor, Vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _svd_flip_rows(
+    U: torch.Tensor, Vt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic signs: the largest |entry| of each column of U is positive."""
     rows = U.abs().argmax(0)
     signs = U[rows, torch.arange(U.shape[1], device=U.device)].sign()

@@ -22,7 +22,7 @@ _SVD_MAX_ROWS = 50_000
 
 
 class MiniBatchDictionaryLearning(_BaseSparseCoding):
-    """Online dictionary learning: scikit-learn's `MiniBatchDictionaryLearning` on torch.
+    """Online dictionary learning, sklearn's `MiniBatchDictionaryLearning` on torch.
 
     Each step codes a mini-batch (exact batched lasso by default), updates the
     online statistics ``A = beta A + U^T U / batch_size`` and

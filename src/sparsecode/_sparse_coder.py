@@ -42,6 +42,10 @@ def _generator(random_state: Any, device: torch.device) -> torch.Generator:
 class _BaseSparseCoding(BaseSparseEstimator):
     """Transform / inverse_transform shared by the three estimators."""
 
+    @property
+    def _n_features_out(self) -> int:
+        return self._dictionary().shape[0] * (2 if self.split_sign else 1)
+
     def _dictionary_tensor(self, like: torch.Tensor) -> torch.Tensor:
         return self._tensor(self._dictionary(), like.device, like.dtype)
 
@@ -184,7 +188,9 @@ class SparseCoder(_BaseSparseCoding):
 
     def _dictionary(self):
         d = self.dictionary
-        return d.detach().cpu().numpy() if isinstance(d, torch.Tensor) else np.asarray(d)
+        if isinstance(d, torch.Tensor):
+            return d.detach().cpu().numpy()
+        return np.asarray(d)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "_device"):
@@ -218,10 +224,6 @@ class SparseCoder(_BaseSparseCoding):
     def transform(self, X: Any, y: Any = None) -> np.ndarray | torch.Tensor:
         """Encode ``X`` (see `_BaseSparseCoding.transform`)."""
         return super().transform(X)
-
-    @property
-    def _n_features_out(self) -> int:
-        return self._dictionary().shape[0]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -34,6 +34,11 @@ __all__ = [
     "dense_fraction",
     "mmcs",
     "hungarian_mcc",
+    "word_similarity",
+    "analogy_accuracy",
+    "sparsity",
+    "word_intrusion",
+    "text_classification_accuracy",
 ]
 
 
@@ -503,3 +508,14 @@ def hungarian_mcc(
     if return_assignment:
         return score, (rows, cols)
     return score
+
+
+# Word-embedding evaluations live in their own module (they need the word-vector
+# loaders); they are part of the metrics namespace.
+from .word_metrics import (  # noqa: E402
+    analogy_accuracy,
+    sparsity,
+    text_classification_accuracy,
+    word_intrusion,
+    word_similarity,
+)

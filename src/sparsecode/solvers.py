@@ -108,7 +108,7 @@ def lasso_dual_gap(
 
 
 def _lipschitz(G: torch.Tensor) -> float:
-    """Largest eigenvalue of the (PSD) Gram matrix: the gradient's Lipschitz constant."""
+    """Largest eigenvalue of the PSD Gram matrix (the gradient's Lipschitz constant)."""
     if G.shape[0] == 0:
         return 1.0
     top = torch.linalg.eigvalsh(G.double())[-1].item()

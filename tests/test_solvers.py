@@ -1,0 +1,152 @@
+"""The batched torch solvers against scikit-learn's per-sample solvers."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import sparse_encode as sk_encode
+from sklearn.exceptions import ConvergenceWarning
+
+from sparsecode import solvers, sparse_encode
+
+
+def _problem(n=40, k=12, d=8, seed=0):
+    rng = np.random.RandomState(seed)
+    V = rng.randn(k, d)
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    X = 2 * rng.randn(n, d)
+    return X, V
+
+
+def _objective(X, V, U, alpha):
+    return 0.5 * ((X - U @ V) ** 2).sum() + alpha * np.abs(U).sum()
+
+
+def _gram(X, V):
+    Xt, Vt = torch.as_tensor(X), torch.as_tensor(V)
+    return Vt @ Vt.T, Xt @ Vt.T, (Xt * Xt).sum(1)
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_lasso_lars_matches_sklearn_codes(positive):
+    X, V = _problem()
+    # sklearn's positive LassoLars stops slightly short of the optimum on some rows;
+    # its coordinate descent, run to convergence, is the exact reference there.
+    algorithm = "lasso_cd" if positive else "lasso_lars"
+    ref = sk_encode(X, V, algorithm=algorithm, alpha=0.3, positive=positive,
+                    max_iter=100_000)
+    G, C, _ = _gram(X, V)
+    ours = solvers.lasso_lars(G, C, 0.3, positive=positive)
+    assert ours.converged
+    np.testing.assert_allclose(ours.codes.numpy(), ref, atol=1e-6 if positive else 1e-8)
+    if positive:
+        assert (ours.codes >= 0).all()
+
+
+def test_omp_matches_sklearn():
+    X, V = _problem(d=16, k=30)
+    ref = sk_encode(X, V, algorithm="omp", n_nonzero_coefs=4)
+    ours = sparse_encode(X, V, algorithm="omp", n_nonzero_coefs=4)
+    np.testing.assert_allclose(ours, ref, atol=1e-8)
+    assert ((ours != 0).sum(1) == 4).all()
+
+
+def test_lars_matches_sklearn():
+    X, V = _problem(d=10, k=20, seed=3)
+    ref = sk_encode(X, V, algorithm="lars", n_nonzero_coefs=3)
+    ours = sparse_encode(X, V, algorithm="lars", n_nonzero_coefs=3)
+    np.testing.assert_allclose(ours, ref, atol=1e-8)
+
+
+def test_threshold_matches_sklearn():
+    X, V = _problem()
+    for positive in (False, True):
+        ref = sk_encode(X, V, algorithm="threshold", alpha=0.5, positive=positive)
+        ours = sparse_encode(X, V, algorithm="threshold", alpha=0.5, positive=positive)
+        np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+def test_dual_gap_bounds_suboptimality():
+    X, V = _problem()
+    G, C, x_sq = _gram(X, V)
+    exact = solvers.lasso_lars(G, C, 0.3).codes
+    gap_exact = solvers.lasso_dual_gap(G, C, exact, 0.3, x_sq)
+    assert float(gap_exact.max()) < 1e-8
+    rough = exact * 0.5
+    gap = solvers.lasso_dual_gap(G, C, rough, 0.3, x_sq)
+    sub = solvers.lasso_objective(G, C, rough, 0.3, x_sq) - solvers.lasso_objective(
+        G, C, exact, 0.3, x_sq
+    )
+    assert (gap >= sub - 1e-9).all() and float(sub.sum()) > 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("algorithm", ["lasso_lars", "lasso_cd", "fista"])
+def test_lasso_objective_within_half_percent_of_sklearn_cd(china_patches, algorithm):
+    """Same dictionary, real patches: our objective <= 1.005 x sklearn's lasso_cd."""
+    X = china_patches[:300]
+    rng = np.random.RandomState(0)
+    V = X[rng.choice(len(X), 64, replace=False)] + 0.1 * rng.randn(64, 64)
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    ref = sk_encode(X, V, algorithm="lasso_cd", alpha=1.0, max_iter=5000)
+    ours = sparse_encode(X, V, algorithm=algorithm, alpha=1.0, max_iter=5000)
+    assert _objective(X, V, ours, 1.0) <= 1.005 * _objective(X, V, ref, 1.0)
+
+
+def test_fista_warns_when_not_converged():
+    X, V = _problem()
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        sparse_encode(X, V, algorithm="fista", alpha=0.01, max_iter=2)
+
+
+def test_ista_and_fista_reach_the_lasso_solution():
+    X, V = _problem(k=6, d=8)  # undercomplete: well conditioned
+    exact = sparse_encode(X, V, algorithm="lasso_lars", alpha=0.3)
+    for algorithm in ("fista", "ista"):
+        ours = sparse_encode(X, V, algorithm=algorithm, alpha=0.3, max_iter=5000)
+        assert _objective(X, V, ours, 0.3) <= _objective(X, V, exact, 0.3) * (1 + 1e-5)
+
+
+def test_sparse_encode_tensor_in_tensor_out_and_dtype():
+    X, V = _problem()
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    out = sparse_encode(Xt, V, algorithm="lasso_lars", alpha=0.3)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    ref = sparse_encode(X, V, algorithm="lasso_lars", alpha=0.3)
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-4)
+
+
+def test_sparse_encode_chunks_and_threads_agree():
+    from sparsecode._coding import encode_chunks
+
+    X, V = _problem(n=50)
+    Xt, Vt = torch.as_tensor(X), torch.as_tensor(V)
+    whole = encode_chunks(Xt, Vt, algorithm="lasso_lars", alpha=0.3)
+    parts = encode_chunks(Xt, Vt, n_jobs=2, chunk_size=7, algorithm="lasso_lars",
+                          alpha=0.3)
+    np.testing.assert_allclose(parts.numpy(), whole.numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(algorithm="nope"), "algorithm must be one of"),
+        (dict(algorithm="omp", positive=True), "Positive constraint not supported"),
+        (dict(algorithm="lars", positive=True), "Positive constraint not supported"),
+    ],
+)
+def test_sparse_encode_bad_parameters(kwargs, match):
+    X, V = _problem()
+    with pytest.raises(ValueError, match=match):
+        sparse_encode(X, V, **kwargs)
+
+
+def test_sparse_encode_bad_shapes():
+    X, V = _problem()
+    with pytest.raises(ValueError, match="different numbers of features"):
+        sparse_encode(X[:, :5], V)
+    with pytest.raises(ValueError, match="init must have shape"):
+        sparse_encode(X, V, algorithm="fista", init=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        Xn = X.copy()
+        Xn[0, 0] = np.nan
+        sparse_encode(Xn, V)
