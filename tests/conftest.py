@@ -1,7 +1,11 @@
 """Shared fixtures: real image patches from scikit-learn's bundled china.jpg."""
 
-import pytest
-import torch
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

@@ -1,7 +1,14 @@
 """sparsecode: sparse dictionary learning, sparse autoencoders and sparse word
 vectors with the scikit-learn estimator API, on a torch core (CPU or GPU)."""
 
-from .dictionary import (
+import os as _os
+
+# The solvers launch many small kernels; OpenMP threads that spin between them
+# cost 5-10x on a busy CPU (measured: benchmarks/README). Respect a user's choice;
+# this takes effect only when sparsecode is imported before torch.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .dictionary import (  # noqa: E402
     DictionaryLearning,
     MiniBatchDictionaryLearning,
     SparseCoder,
