@@ -150,3 +150,17 @@ def test_sparse_encode_bad_shapes():
         Xn = X.copy()
         Xn[0, 0] = np.nan
         sparse_encode(Xn, V)
+
+
+def test_collinear_atoms_in_float32_stay_finite_and_optimal():
+    """Duplicated atoms make the support's Gram singular; codes must stay exact."""
+    X, V = _problem(n=60, k=10, d=8, seed=5)
+    V = np.vstack([V, V[:3], -V[3:4]])  # exact duplicates and an antipodal copy
+    G, C, x_sq = _gram(X.astype(np.float32), V.astype(np.float32))
+    res = solvers.lasso_lars(G, C, 0.3)
+    assert torch.isfinite(res.codes).all()
+    G64, C64, x64 = _gram(X, V)
+    ours = solvers.lasso_objective(G64, C64, res.codes.double(), 0.3, x64).sum()
+    best = solvers.lasso_objective(
+        G64, C64, solvers.lasso_lars(G64, C64, 0.3).codes, 0.3, x64).sum()
+    assert float(ours) <= float(best) * (1 + 1e-4)

@@ -74,6 +74,18 @@ def encode_tensor(
     G: torch.Tensor | None = None,
 ) -> solvers.SolverResult:
     """Encode the rows of ``X`` against atoms ``V`` (both tensors, same device)."""
+    result = _encode(X, V, algorithm, alpha, n_nonzero_coefs, init, max_iter,
+                     positive, tol, G)
+    if not bool(torch.isfinite(result.codes).all()):
+        raise FloatingPointError(
+            f"Sparse coding with algorithm={algorithm!r} produced non-finite codes; "
+            "check the dictionary for NaN/inf or degenerate (zero) atoms."
+        )
+    return result
+
+
+def _encode(X, V, algorithm, alpha, n_nonzero_coefs, init, max_iter, positive, tol,
+            G) -> solvers.SolverResult:
     if G is None:
         G = V @ V.T
     C = X @ V.T

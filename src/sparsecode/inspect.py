@@ -65,7 +65,8 @@ def _as_tensor(block: Any) -> torch.Tensor:
     if hasattr(block, "toarray"):  # scipy sparse
         block = block.toarray()
     if not isinstance(block, torch.Tensor):
-        block = torch.as_tensor(np.asarray(block))
+        array = np.asarray(block)  # copy read-only blocks (memmap, pandas)
+        block = torch.as_tensor(array if array.flags.writeable else array.copy())
     if block.dim() != 2:
         raise ValueError(f"codes must be 2-D, got shape {tuple(block.shape)}.")
     if not block.is_floating_point() or block.element_size() < 4:

@@ -238,10 +238,11 @@ def _masked_solve(
     pad = ~(valid.unsqueeze(2) & valid.unsqueeze(1))
     G_SS = torch.where(pad, eye.expand_as(G_SS), G_SS)
     L, info = torch.linalg.cholesky_ex(G_SS)
-    if bool((info != 0).any()):  # degenerate atoms: tiny ridge keeps it solvable
-        ridge = 1e-10 * G.diagonal().mean().clamp_min(1e-30)
-        L, _ = torch.linalg.cholesky_ex(G_SS + ridge * eye)
     w = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2)
+    bad = (info != 0) | ~torch.isfinite(w).all(1)
+    if bool(bad.any()):  # (nearly) collinear atoms on a support: min-norm solution
+        w[bad] = (torch.linalg.pinv(G_SS[bad], hermitian=True)
+                  @ rhs[bad].unsqueeze(2)).squeeze(2)
     return torch.where(valid, w, 0.0)
 
 

@@ -1,0 +1,40 @@
+"""Torch building blocks of the sparse autoencoder family.
+
+* `activations` -- registered activations (relu, topk, batchtopk, jumprelu,
+  gated, matryoshka) with their straight-through gradients;
+* `modules` -- `SparseAutoencoderModule` and its initialisation;
+* `losses` -- the named loss terms and `sae_losses`;
+* `functional` -- sparse autograd primitives used by TopK training.
+"""
+
+from .activations import (
+    ACTIVATIONS,
+    Activation,
+    BatchTopK,
+    Gated,
+    JumpReLU,
+    Matryoshka,
+    ReLU,
+    TopK,
+    make_activation,
+    register_activation,
+)
+from .losses import LOSS_TERMS, sae_losses
+from .modules import SparseAutoencoderModule, geometric_median
+
+__all__ = [
+    "ACTIVATIONS",
+    "LOSS_TERMS",
+    "Activation",
+    "BatchTopK",
+    "Gated",
+    "JumpReLU",
+    "Matryoshka",
+    "ReLU",
+    "SparseAutoencoderModule",
+    "TopK",
+    "geometric_median",
+    "make_activation",
+    "register_activation",
+    "sae_losses",
+]

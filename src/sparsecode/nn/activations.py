@@ -1,0 +1,379 @@
+"""SAE activations: registered modules from pre-activations to codes.
+
+Every activation is an `nn.Module` mapping pre-activations ``(batch, m)`` to
+non-negative codes ``(batch, m)``, registered by name in `ACTIVATIONS`. Class
+attributes tell the shared training loop what the variant needs:
+
+* ``loss_terms`` -- names of the terms of `sparsecode.nn.losses` to add;
+* ``unit_norm_decoder`` -- keep decoder rows at unit norm (the gradient
+  component parallel to each row is removed before each step);
+* ``sparse_k`` -- a fixed number of active latents per row, which lets the
+  module decode sparsely (TopK);
+* ``uses_encoder_bias`` -- whether the module adds its encoder bias.
+
+Straight-through (pseudo-)derivatives live next to the activation that uses
+them (`JumpReLU`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "BatchTopK",
+    "Gated",
+    "JumpReLU",
+    "Matryoshka",
+    "ReLU",
+    "TopK",
+    "make_activation",
+    "register_activation",
+]
+
+ACTIVATIONS: dict[str, type[Activation]] = {}
+
+
+def register_activation(name: str):
+    """Class decorator registering an `Activation` subclass under ``name``."""
+
+    def deco(cls: type[Activation]) -> type[Activation]:
+        cls.name = name
+        ACTIVATIONS[name] = cls
+        return cls
+
+    return deco
+
+
+def make_activation(name: str, n_components: int, **kwargs: Any) -> Activation:
+    """Build the registered activation ``name`` for ``n_components`` latents.
+
+    Parameters
+    ----------
+    name : str
+        A key of `ACTIVATIONS`.
+    n_components : int
+        Number of latents.
+    **kwargs
+        Passed to the activation's constructor (``k``, ``bandwidth``, ...).
+
+    Returns
+    -------
+    Activation
+    """
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}."
+        )
+    return ACTIVATIONS[name](n_components, **kwargs)
+
+
+class Activation(nn.Module):
+    """Base class: pre-activations -> codes. See the module docstring."""
+
+    name = "base"
+    loss_terms: tuple[str, ...] = ("mse",)
+    unit_norm_decoder = False
+    uses_encoder_bias = True
+    sparse_k: int | None = None
+
+    def __init__(self, n_components: int) -> None:
+        super().__init__()
+        self.n_components = int(n_components)
+
+    def config(self) -> dict:
+        """JSON-able keyword arguments that rebuild this activation."""
+        return {}
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        """Adapt to codes divided by ``scale`` (input normalisation folding)."""
+
+
+@register_activation("relu")
+class ReLU(Activation):
+    """ReLU codes; trained with the decoder-norm-weighted L1 penalty."""
+
+    loss_terms = ("mse", "l1")
+
+    def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        return torch.relu(pre_BM)
+
+
+@register_activation("topk")
+class TopK(Activation):
+    """Keep the ``k`` largest pre-activations of each row (then ReLU).
+
+    Parameters
+    ----------
+    n_components : int
+    k : int
+        Active latents per row.
+    """
+
+    loss_terms = ("mse", "auxk")
+    unit_norm_decoder = True
+
+    def __init__(self, n_components: int, k: int) -> None:
+        super().__init__(n_components)
+        if not 1 <= int(k) <= n_components:
+            raise ValueError(f"k must be in [1, n_components={n_components}], got {k}.")
+        self.k = int(k)
+        self.sparse_k = self.k
+
+    def config(self) -> dict:
+        return {"k": self.k}
+
+    def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        vals, idx = pre_BM.topk(self.k, dim=-1, sorted=False)
+        return torch.zeros_like(pre_BM).scatter(-1, idx, torch.relu(vals))
+
+
+@register_activation("batchtopk")
+class BatchTopK(Activation):
+    """Top ``k * batch`` pre-activations over the whole batch (training).
+
+    In training mode the kept set depends on the batch; every step also
+    updates a bias-corrected exponential moving average of the smallest kept
+    positive value. In eval mode (``transform``) codes are
+    ``pre * (pre > threshold)`` with that running threshold, so they do not
+    depend on the batch.
+
+    Parameters
+    ----------
+    n_components : int
+    k : int
+        Mean active latents per row.
+    threshold_lr : float, default=0.01
+        Weight of each step in the moving average.
+    """
+
+    loss_terms = ("mse", "auxk")
+    unit_norm_decoder = True
+
+    def __init__(self, n_components: int, k: int, threshold_lr: float = 0.01) -> None:
+        super().__init__(n_components)
+        if not 1 <= int(k) <= n_components:
+            raise ValueError(f"k must be in [1, n_components={n_components}], got {k}.")
+        self.k = int(k)
+        self.threshold_lr = float(threshold_lr)
+        self.register_buffer("threshold_num", torch.zeros(()))
+        self.register_buffer("threshold_den", torch.zeros(()))
+
+    def config(self) -> dict:
+        return {"k": self.k, "threshold_lr": self.threshold_lr}
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """The inference threshold (0 before any training step)."""
+        return self.threshold_num / self.threshold_den.clamp_min(1e-30)
+
+    def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            thr = self.threshold.to(pre_BM.dtype)
+            return pre_BM * (pre_BM > thr.clamp_min(0))
+        relu_BM = torch.relu(pre_BM)
+        flat = relu_BM.reshape(-1)
+        n_keep = min(self.k * pre_BM.shape[0], flat.numel())
+        idx = flat.topk(n_keep, sorted=False).indices
+        mask = torch.zeros_like(flat, dtype=torch.bool).index_fill_(0, idx, True)
+        codes = relu_BM * mask.view_as(relu_BM)
+        self._update_threshold(codes.detach())
+        return codes
+
+    @torch.no_grad()
+    def _update_threshold(self, codes_BM: torch.Tensor) -> None:
+        inf = torch.tensor(float("inf"), device=codes_BM.device, dtype=codes_BM.dtype)
+        smallest = torch.where(codes_BM > 0, codes_BM, inf).min().float()
+        valid = torch.isfinite(smallest)
+        rate = torch.where(valid, self.threshold_lr, 0.0)
+        smallest = torch.where(valid, smallest, 0.0)
+        self.threshold_num.mul_(1 - rate).add_(rate * smallest)
+        self.threshold_den.mul_(1 - rate).add_(rate)
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        self.threshold_num.div_(scale)
+
+
+@register_activation("matryoshka")
+class Matryoshka(BatchTopK):
+    """BatchTopK whose nested prefixes of latents must each reconstruct x.
+
+    Parameters
+    ----------
+    n_components : int
+    k : int
+    prefixes : sequence of int, default=None
+        Increasing prefix sizes ending at ``n_components``; by default
+        ``m/16, m/8, m/4, m/2, m`` (Bussmann et al. 2025).
+    threshold_lr : float, default=0.01
+    """
+
+    loss_terms = ("mse", "auxk", "matryoshka")
+
+    def __init__(
+        self,
+        n_components: int,
+        k: int,
+        prefixes: list[int] | None = None,
+        threshold_lr: float = 0.01,
+    ) -> None:
+        super().__init__(n_components, k, threshold_lr)
+        if prefixes is None:
+            prefixes = [n_components // f for f in (16, 8, 4, 2)] + [n_components]
+        prefixes = sorted({int(p) for p in prefixes if int(p) >= 1})
+        if not prefixes or prefixes[-1] != n_components:
+            raise ValueError(
+                f"prefixes must be increasing sizes ending at n_components="
+                f"{n_components}, got {prefixes}."
+            )
+        self.prefixes = prefixes
+
+    def config(self) -> dict:
+        return {**super().config(), "prefixes": list(self.prefixes)}
+
+
+def _rect(u: torch.Tensor) -> torch.Tensor:
+    """Rectangle kernel: 1 on (-1/2, 1/2), else 0."""
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+class _JumpReLUFn(torch.autograd.Function):
+    """``z * H(z - theta)``; d/dtheta = -(theta/eps) rect((z - theta)/eps)."""
+
+    @staticmethod
+    def forward(ctx, z, theta, bandwidth: float):
+        ctx.save_for_backward(z, theta)
+        ctx.bandwidth = bandwidth
+        return z * (z > theta)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, theta = ctx.saved_tensors
+        eps = ctx.bandwidth
+        gz = g * (z > theta)
+        gtheta = -(theta / eps) * _rect((z - theta) / eps) * g
+        return gz, gtheta.sum(0), None
+
+
+class _StepFn(torch.autograd.Function):
+    """``H(z - theta)``; d/dtheta = -(1/eps) rect((z - theta)/eps), d/dz = 0."""
+
+    @staticmethod
+    def forward(ctx, z, theta, bandwidth: float):
+        ctx.save_for_backward(z, theta)
+        ctx.bandwidth = bandwidth
+        return (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, theta = ctx.saved_tensors
+        eps = ctx.bandwidth
+        gtheta = -(1.0 / eps) * _rect((z - theta) / eps) * g
+        return None, gtheta.sum(0), None
+
+
+@register_activation("jumprelu")
+class JumpReLU(Activation):
+    """``z * H(z - theta)`` with per-latent thresholds (Rajamanoharan et al. 2024).
+
+    Thresholds are stored as ``log_threshold`` and trained through
+    straight-through pseudo-derivatives with a rectangle kernel of width
+    ``bandwidth``.
+
+    Parameters
+    ----------
+    n_components : int
+    bandwidth : float, default=0.05
+        Kernel width, in pre-activation units.
+    threshold_init : float, default=0.01
+    mode : {"step", "tanh"}, default="step"
+        Sparsity penalty: ``"step"`` is the L0 count through `step`;
+        ``"tanh"`` is ``sum_j tanh(tanh_scale * f_j * ||W_dec_j||)``.
+    tanh_scale : float, default=4.0
+    """
+
+    loss_terms = ("mse", "l0")
+
+    def __init__(
+        self,
+        n_components: int,
+        bandwidth: float = 0.05,
+        threshold_init: float = 0.01,
+        mode: str = "step",
+        tanh_scale: float = 4.0,
+    ) -> None:
+        super().__init__(n_components)
+        if mode not in ("step", "tanh"):
+            raise ValueError(f"mode must be 'step' or 'tanh', got {mode!r}.")
+        if not (bandwidth > 0 and threshold_init > 0):
+            raise ValueError("bandwidth and threshold_init must be > 0.")
+        self.bandwidth = float(bandwidth)
+        self.threshold_init = float(threshold_init)
+        self.mode = mode
+        self.tanh_scale = float(tanh_scale)
+        self.log_threshold = nn.Parameter(
+            torch.full((n_components,), math.log(threshold_init))
+        )
+
+    def config(self) -> dict:
+        return {"bandwidth": self.bandwidth, "threshold_init": self.threshold_init,
+                "mode": self.mode, "tanh_scale": self.tanh_scale}
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """Per-latent thresholds ``exp(log_threshold)``."""
+        return self.log_threshold.exp()
+
+    def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        theta = self.threshold.to(pre_BM.dtype)
+        return _JumpReLUFn.apply(pre_BM, theta, self.bandwidth)
+
+    def step(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        """``H(pre - theta)`` with the threshold pseudo-derivative."""
+        theta = self.threshold.to(pre_BM.dtype)
+        return _StepFn.apply(pre_BM, theta, self.bandwidth)
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        self.log_threshold.sub_(math.log(scale))
+
+
+@register_activation("gated")
+class Gated(Activation):
+    """Gated SAE (Rajamanoharan et al. 2024): a gate path and a magnitude path.
+
+    With ``h = W_enc (x - b_pre)`` (the module adds no encoder bias),
+    ``codes = H(h + b_gate) * ReLU(exp(r_mag) * h + b_mag)``: the magnitude
+    path shares ``W_enc`` up to a per-latent rescale. The gate gets its
+    gradient from the L1 and auxiliary terms (``gated_l1``, ``gated_aux``).
+    """
+
+    loss_terms = ("mse", "gated_l1", "gated_aux")
+    uses_encoder_bias = False
+
+    def __init__(self, n_components: int) -> None:
+        super().__init__(n_components)
+        self.b_gate = nn.Parameter(torch.zeros(n_components))
+        self.r_mag = nn.Parameter(torch.zeros(n_components))
+        self.b_mag = nn.Parameter(torch.zeros(n_components))
+
+    def gate_pre(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        """Gate pre-activations ``h + b_gate``."""
+        return pre_BM + self.b_gate.to(pre_BM.dtype)
+
+    def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        gate = self.gate_pre(pre_BM) > 0
+        mag = pre_BM * self.r_mag.exp().to(pre_BM.dtype) + self.b_mag.to(pre_BM.dtype)
+        return torch.relu(mag) * gate
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        self.b_gate.div_(scale)
+        self.b_mag.div_(scale)

@@ -1,0 +1,152 @@
+"""Loss terms of the sparse autoencoder family, one signature for all.
+
+Each term is a function ``term(out, x, model) -> scalar tensor`` of the
+training forward output (`SparseAutoencoderModule.forward_train`), the
+(normalised) input batch and the module. `LOSS_TERMS` maps a name to the
+function and to the coefficient that weights it:
+
+========== ===================================================== ============
+name       definition (batch mean)                               weight
+========== ===================================================== ============
+mse        ``||x - x_hat||^2``                                   1
+l1         ``sum_j f_j ||W_dec_j||``                              alpha
+l0         JumpReLU: ``sum_j H(z_j - theta_j)`` (straight-through) alpha
+           or, in "tanh" mode, ``sum_j tanh(c f_j ||W_dec_j||)``
+auxk       ``||e - e_hat||^2 * min(1, n_dead / k_aux)``, ``e`` the aux_coef
+           residual, ``e_hat`` decoded from the top ``k_aux``
+           dead latents
+matryoshka ``sum_p ||x - x_hat_p||^2`` over the proper prefixes p    1
+gated_l1   ``sum_j ReLU(pi_gate_j) ||W_dec_j||``                  alpha
+gated_aux  ``||x - (ReLU(pi_gate) @ W_dec + b_pre)||^2`` with a   1
+           frozen decoder
+========== ===================================================== ============
+
+An activation lists the terms it trains with in ``loss_terms``;
+`sae_losses` returns the weighted terms as a dict the training loop sums and
+logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .functional import sparse_decode
+
+__all__ = ["LOSS_TERMS", "sae_losses"]
+
+
+def _sq_err(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the squared error, in at least float32."""
+    diff = x.float() - x_hat.float() if x.dtype != torch.float64 else x - x_hat
+    return diff.pow(2).sum(-1).mean()
+
+
+def _codes(out: dict) -> torch.Tensor:
+    if "codes" in out:
+        return out["codes"]
+    raise ValueError("this loss term needs dense codes (a non-TopK activation).")
+
+
+def _dec_norms(model) -> torch.Tensor:
+    return torch.linalg.vector_norm(model.W_dec, dim=1)
+
+
+def mse(out: dict, x: torch.Tensor, model) -> torch.Tensor:
+    """Reconstruction error ``mean_i ||x_i - x_hat_i||^2``."""
+    return _sq_err(x, out["x_hat"])
+
+
+def l1(out: dict, x: torch.Tensor, model) -> torch.Tensor:
+    """L1 penalty weighted by decoder-row norms (Anthropic, April 2024)."""
+    codes = _codes(out)
+    return (codes * _dec_norms(model).to(codes.dtype)).sum(-1).mean().float()
+
+
+def l0(out: dict, x: torch.Tensor, model) -> torch.Tensor:
+    """JumpReLU sparsity: straight-through L0 ("step") or the tanh surrogate."""
+    act = model.activation
+    if act.mode == "tanh":
+        codes = _codes(out)
+        scaled = act.tanh_scale * codes * _dec_norms(model).to(codes.dtype)
+        return torch.tanh(scaled).sum(-1).mean().float()
+    return act.step(out["pre"]).sum(-1).mean().float()
+
+
+def auxk(out: dict, x: torch.Tensor, model) -> torch.Tensor:
+    """AuxK (Gao et al. 2024): dead latents reconstruct the residual."""
+    if "aux_vals" not in out:
+        return x.new_zeros((), dtype=torch.float32)
+    resid = (x - out["x_hat"]).detach()
+    e_hat = sparse_decode(out["aux_vals"], out["aux_idx"], model.W_dec)
+    k_aux = out["aux_idx"].shape[1]
+    scale = (out["n_dead"].float() / k_aux).clamp(max=1.0)
+    return scale * _sq_err(resid, e_hat)
+
+
+def matryoshka(out: dict, x: torch.Tensor, model) -> torch.Tensor:
+    """Sum of the reconstruction errors of the proper nested prefixes."""
+    codes = _codes(out)
+    total = x.new_zeros((), dtype=torch.float32)
+    x_hat = model.b_pre.to(codes.dtype).expand_as(x)
+    lo = 0
+    for hi in model.activation.prefixes[:-1]:
+        x_hat = x_hat + codes[:, lo:hi] @ model.W_dec[lo:hi].to(codes.dtype)
+        total = total + _sq_err(x, x_hat)
+        lo = hi
+    return total
+
+
+def gated_l1(out: dict, x: torch.Tensor, model) -> torch.Tensor:
+    """Gated SAE sparsity: norm-weighted L1 of the gate's ReLU."""
+    gate = torch.relu(model.activation.gate_pre(out["pre"]))
+    return (gate * _dec_norms(model).to(gate.dtype)).sum(-1).mean().float()
+
+
+def gated_aux(out: dict, x: torch.Tensor, model) -> torch.Tensor:
+    """Gated SAE auxiliary loss: reconstruct from the gate with a frozen decoder."""
+    gate = torch.relu(model.activation.gate_pre(out["pre"]))
+    W, b = model.W_dec.detach(), model.b_pre.detach()
+    return _sq_err(x, gate @ W.to(gate.dtype) + b)
+
+
+LOSS_TERMS: dict[str, tuple[Callable, str]] = {
+    "mse": (mse, "one"),
+    "l1": (l1, "alpha"),
+    "l0": (l0, "alpha"),
+    "auxk": (auxk, "aux_coef"),
+    "matryoshka": (matryoshka, "one"),
+    "gated_l1": (gated_l1, "alpha"),
+    "gated_aux": (gated_aux, "one"),
+}
+
+
+def sae_losses(
+    out: dict, x: torch.Tensor, model, *, alpha: float = 0.0, aux_coef: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """Weighted loss terms of ``model.activation.loss_terms``.
+
+    Parameters
+    ----------
+    out : dict
+        `SparseAutoencoderModule.forward_train` output.
+    x : torch.Tensor of shape (batch, n_features)
+        The batch the module was run on.
+    model : SparseAutoencoderModule
+    alpha : float, default=0.0
+        Sparsity coefficient (already warmed up by the caller).
+    aux_coef : float, default=0.0
+        AuxK coefficient.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Scalar float32 tensors; the loss is their sum.
+    """
+    weights = {"one": 1.0, "alpha": float(alpha), "aux_coef": float(aux_coef)}
+    terms = {}
+    for name in model.activation.loss_terms:
+        fn, kind = LOSS_TERMS[name]
+        terms[name] = weights[kind] * fn(out, x, model)
+    return terms

@@ -1,0 +1,231 @@
+"""The sparse autoencoder `nn.Module` and its initialisation.
+
+``codes = act(W_enc (x - b_pre) + b_enc)`` and ``x_hat = codes @ W_dec + b_pre``
+with ``W_enc`` and ``W_dec`` both of shape ``(n_components, n_features)``
+(``W_dec`` rows are the dictionary atoms). The activation is a registered
+module (`sparsecode.nn.activations`); TopK-style activations with a fixed
+``k`` train through the sparse primitives of `sparsecode.nn.functional`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import Activation, make_activation
+from .functional import gather_linear, sparse_decode
+
+__all__ = ["SparseAutoencoderModule", "geometric_median"]
+
+
+def geometric_median(
+    X: torch.Tensor, n_iter: int = 100, eps: float = 1e-8
+) -> torch.Tensor:
+    """Geometric median of the rows of ``X`` by Weiszfeld's iterations.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+    n_iter : int, default=100
+    eps : float, default=1e-8
+        Floor on distances (avoids division by zero at a data point).
+
+    Returns
+    -------
+    torch.Tensor of shape (n_features,)
+    """
+    X = X.double()
+    y = X.mean(0)
+    for _ in range(n_iter):
+        w = 1.0 / torch.linalg.vector_norm(X - y, dim=1).clamp_min(eps)
+        y = (w[:, None] * X).sum(0) / w.sum()
+    return y
+
+
+class SparseAutoencoderModule(nn.Module):
+    """Sparse autoencoder with pre-encoder bias ``b_pre`` (= decoder bias).
+
+    Parameters
+    ----------
+    n_features : int
+    n_components : int
+    activation : str or Activation
+        Registered name or an activation instance.
+    activation_kwargs : dict, optional
+        Constructor arguments when ``activation`` is a name.
+    dtype : torch.dtype, default=torch.float32
+    device : torch.device or str, default="cpu"
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_components: int,
+        activation: str | Activation = "topk",
+        activation_kwargs: dict | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: Any = "cpu",
+    ) -> None:
+        super().__init__()
+        if isinstance(activation, str):
+            activation = make_activation(
+                activation, n_components, **(activation_kwargs or {})
+            )
+        self.n_features, self.n_components = int(n_features), int(n_components)
+        self.activation = activation
+        kw = {"dtype": dtype, "device": device}
+        self.b_pre = nn.Parameter(torch.zeros(n_features, **kw))
+        self.W_enc = nn.Parameter(torch.zeros(n_components, n_features, **kw))
+        self.b_enc = nn.Parameter(
+            torch.zeros(n_components, **kw),
+            requires_grad=activation.uses_encoder_bias,
+        )
+        self.W_dec = nn.Parameter(torch.zeros(n_components, n_features, **kw))
+        self.activation.to(**kw)
+
+    # ----------------------------------------------------------------- config
+    def config(self) -> dict:
+        """JSON-able description that rebuilds the module (see `from_config`)."""
+        return {"n_features": self.n_features, "n_components": self.n_components,
+                "activation": self.activation.name,
+                "activation_kwargs": self.activation.config()}
+
+    @classmethod
+    def from_config(cls, config: dict, **kw: Any) -> SparseAutoencoderModule:
+        """Build an (uninitialised) module from `config` output."""
+        return cls(config["n_features"], config["n_components"],
+                   config["activation"], config.get("activation_kwargs"), **kw)
+
+    # ------------------------------------------------------------------- init
+    @torch.no_grad()
+    def reset_parameters_(
+        self,
+        X_sample: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        b_pre_init: str = "geometric_median",
+        decoder_norm: float = 1.0,
+    ) -> None:
+        """Tied initialisation from a data sample.
+
+        Decoder rows are random directions of norm ``decoder_norm`` (1 for
+        unit-norm variants), ``W_enc = W_dec``, ``b_enc = 0`` and ``b_pre`` the
+        geometric median, the mean of ``X_sample``, or zero.
+        """
+        W = torch.randn(self.W_dec.shape, generator=generator,
+                        device=generator.device, dtype=torch.float64)
+        W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp_min(1e-12)
+        if not self.activation.unit_norm_decoder:
+            W = W * decoder_norm
+        self.W_dec.copy_(W)
+        self.W_enc.copy_(W)
+        self.b_enc.zero_()
+        if b_pre_init == "geometric_median":
+            self.b_pre.copy_(geometric_median(X_sample))
+        elif b_pre_init == "mean":
+            self.b_pre.copy_(X_sample.double().mean(0))
+        elif b_pre_init == "zeros":
+            self.b_pre.zero_()
+        else:
+            raise ValueError(f"Unknown b_pre_init {b_pre_init!r}.")
+
+    # -------------------------------------------------------------- inference
+    def encode_pre(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``W_enc (x - b_pre) (+ b_enc)``."""
+        bias = self.b_enc if self.activation.uses_encoder_bias else None
+        return F.linear(x_BD - self.b_pre, self.W_enc, bias)
+
+    def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Codes of ``x`` (dense, shape (batch, n_components))."""
+        return self.activation(self.encode_pre(x_BD))
+
+    def decode(self, codes_BM: torch.Tensor) -> torch.Tensor:
+        """Reconstruction ``codes @ W_dec + b_pre``."""
+        return codes_BM @ self.W_dec + self.b_pre
+
+    def forward(self, x_BD: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x_BD))
+
+    # --------------------------------------------------------------- training
+    def forward_train(
+        self, x_BD: torch.Tensor, dead_M: torch.Tensor | None = None, k_aux: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """Training forward pass; returns what the loss terms need.
+
+        Keys: ``x_hat``, ``pre`` (pre-activations), then either ``codes``
+        (dense) or ``vals``/``idx`` (TopK, sparse). With a ``dead_M`` mask and
+        ``k_aux > 0``, also ``aux_vals``/``aux_idx`` (the top ``k_aux``
+        pre-activations of dead latents, zero where fewer are dead) and
+        ``n_dead``.
+        """
+        if self.activation.sparse_k is not None:
+            return self._forward_sparse(x_BD, dead_M, k_aux)
+        pre = self.encode_pre(x_BD)
+        codes = self.activation(pre)
+        out = {"pre": pre, "codes": codes, "x_hat": self.decode(codes)}
+        if dead_M is not None and k_aux > 0:
+            aux_idx, valid = _aux_select(pre.detach(), dead_M, k_aux)
+            aux = torch.relu(pre.gather(1, aux_idx))
+            out["aux_vals"] = aux * valid.to(aux.dtype)
+            out["aux_idx"], out["n_dead"] = aux_idx, dead_M.sum()
+        return out
+
+    def _forward_sparse(self, x_BD, dead_M, k_aux) -> dict[str, torch.Tensor]:
+        k = self.activation.sparse_k
+        x_c = x_BD - self.b_pre
+        with torch.no_grad():
+            pre = F.linear(x_c, self.W_enc, self.b_enc)
+            idx = pre.topk(k, dim=-1, sorted=False).indices
+        out: dict[str, torch.Tensor] = {"pre": pre, "idx": idx}
+        idx_all = idx
+        if dead_M is not None and k_aux > 0:
+            aux_idx, valid = _aux_select(pre, dead_M, k_aux)
+            idx_all = torch.cat([idx, aux_idx], 1)
+        v_all = gather_linear(x_c, self.W_enc, self.b_enc, idx_all, pre)
+        out["vals"] = torch.relu(v_all[:, :k])
+        out["x_hat"] = sparse_decode(out["vals"], idx, self.W_dec) + self.b_pre
+        if idx_all is not idx:
+            aux = torch.relu(v_all[:, k:])
+            out["aux_vals"] = aux * valid.to(aux.dtype)
+            out["aux_idx"], out["n_dead"] = aux_idx, dead_M.sum()
+        return out
+
+    # ------------------------------------------------------------ constraints
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rescale decoder rows to unit norm."""
+        norms = torch.linalg.vector_norm(self.W_dec, dim=1, keepdim=True)
+        self.W_dec.div_(norms.clamp_min(torch.finfo(self.W_dec.dtype).tiny))
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        """Remove from each decoder row's gradient its component along the row."""
+        g = self.W_dec.grad
+        if g is not None:
+            g.sub_((g * self.W_dec).sum(1, keepdim=True) * self.W_dec)
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        """Make the module act on ``x / scale`` with codes divided by ``scale``.
+
+        A module trained on ``scale * x`` then maps raw ``x`` to the same
+        codes divided by ``scale`` and reconstructs raw ``x``; decoder rows
+        (and their norms) are unchanged. ``fold_scale_(1 / scale)`` undoes it.
+        """
+        self.b_pre.div_(scale)
+        self.b_enc.div_(scale)
+        self.activation.fold_scale_(scale)
+
+
+def _aux_select(
+    pre_BM: torch.Tensor, dead_M: torch.Tensor, k_aux: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the ``k_aux`` largest dead pre-activations and a validity mask."""
+    k_aux = min(int(k_aux), pre_BM.shape[1])
+    masked = torch.where(dead_M, pre_BM, float("-inf"))
+    vals, idx = masked.topk(k_aux, dim=-1, sorted=False)
+    return idx, torch.isfinite(vals)
