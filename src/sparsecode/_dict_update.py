@@ -26,16 +26,20 @@ def _bcd_pass(
     sequential by nature (each atom sees the previous updates); the diagonal
     is read once, so there is one host synchronisation per pass, not per atom.
     """
-    diag = A.diagonal().tolist()
-    unused = [d <= 1e-6 for d in diag]
-    for k, a_kk in enumerate(diag):
+    diag = A.diagonal()
+    unused = [a_kk <= 1e-6 for a_kk in diag.tolist()]
+    safe = torch.where(diag > 1e-6, diag, torch.ones_like(diag))
+    A_rows = (A / safe.unsqueeze(1)).unbind(0)  # A_k / A_kk
+    B_rows = (B / safe).T.contiguous().unbind(0)  # B_k / A_kk
+    rows, V_T = V.unbind(0), V.T  # views: they see the in-place updates
+    for k, row in enumerate(rows):
         if unused[k]:
-            V[k] = candidates[k]
-        else:
-            V[k] += (B[:, k] - A[k] @ V) / a_kk
+            row.copy_(candidates[k])
+        else:  # V_k += (B_k - A_k V) / A_kk
+            row.add_(B_rows[k] - torch.mv(V_T, A_rows[k]))
         if positive:
-            V[k].clamp_(min=0.0)
-        V[k] /= torch.clamp(torch.linalg.vector_norm(V[k]), min=1.0)
+            row.clamp_(min=0.0)
+        row.div_(torch.linalg.vector_norm(row).clamp_(min=1.0))
     return torch.tensor(unused, dtype=torch.bool, device=V.device)
 
 

@@ -224,8 +224,7 @@ def ista(
 def _padded_support(active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (n, s_max) of each row's True entries, padded; and their validity."""
     s_max = max(int(active.sum(1).max()), 1)
-    order = torch.argsort(active.to(torch.int8), dim=1, descending=True, stable=True)
-    idx = order[:, :s_max]
+    idx = torch.topk(active.to(torch.uint8), s_max, dim=1, sorted=False).indices
     return idx, active.gather(1, idx)
 
 
@@ -250,7 +249,7 @@ def _homotopy_step(G, C, U, corr, lam, sgn, alpha, positive, lasso=True):
     """One breakpoint of the lasso homotopy for every row.
 
     ``sgn`` holds +1/-1 for the active atoms (the sign their code must keep)
-    and 0 elsewhere.
+    and 0 elsewhere. Returns the updated ``U, corr, lam, sgn``.
     """
     big = torch.finfo(C.dtype).max
     eps = torch.finfo(C.dtype).eps * 10
@@ -260,32 +259,35 @@ def _homotopy_step(G, C, U, corr, lam, sgn, alpha, positive, lasso=True):
     d = torch.zeros_like(U).scatter_(1, idx, d_S)
     a = d @ G  # rate of change of the correlations
     lam_ = lam.unsqueeze(1)
-    g_up = (lam_ - corr) / (1 - a)
-    g_up = torch.where((g_up > eps) & ~active, g_up, big)
-    g_dn = (lam_ + corr) / (1 + a)
-    g_dn = torch.where((g_dn > eps) & ~active & (not positive), g_dn, big)
-    g_enter, j_enter = torch.minimum(g_up, g_dn).min(1)
-    new_sign = torch.where(g_up.gather(1, j_enter[:, None]) <= g_dn.gather(
-        1, j_enter[:, None]), 1.0, -1.0).squeeze(1).to(C.dtype)
+    # steps after which an inactive atom's correlation reaches +lam / -lam
+    g_up = torch.where(active, big, (lam_ - corr) / (1 - a))
+    g_up = torch.where(g_up > eps, g_up, big)
+    if positive:
+        g_in = g_up
+    else:
+        g_dn = torch.where(active, big, (lam_ + corr) / (1 + a))
+        g_in = torch.minimum(g_up, torch.where(g_dn > eps, g_dn, big))
+    g_enter, j_enter = g_in.min(1)
+    up = g_up.gather(1, j_enter.unsqueeze(1)).squeeze(1) <= g_enter
     # an active code moving against its sign leaves when it reaches zero
-    leaving = active & (sgn * d < 0) if lasso else torch.zeros_like(active)
-    g_drop = torch.where(leaving, U.abs() / d.abs().clamp_min(1e-300), big)
-    g_out, j_out = g_drop.min(1)
-    g_end = lam - alpha
-    gamma = torch.minimum(torch.minimum(g_enter, g_out), g_end).clamp_min(0)
-    U = U + gamma.unsqueeze(1) * d
-    corr = corr - gamma.unsqueeze(1) * a
-    lam = lam - gamma
-    finished = gamma >= g_end
-    lam = torch.where(finished, torch.full_like(lam, alpha), lam)
-    rows = torch.arange(C.shape[0], device=C.device)
+    if lasso:
+        g_drop = torch.where(sgn * d < 0, U.abs() / d.abs(), big)
+        g_out, j_out = g_drop.min(1)
+    else:
+        g_out, j_out = torch.full_like(lam, big), j_enter
+    gamma = torch.minimum(torch.minimum(g_enter, g_out), lam - alpha).clamp_min(0)
+    U = U.addcmul_(gamma.unsqueeze(1), d)
+    corr = corr.addcmul_(gamma.unsqueeze(1), a, value=-1.0)
+    finished = gamma >= lam - alpha
+    lam = torch.where(finished, torch.full_like(lam, alpha), lam - gamma)
     drop = ~finished & (g_out <= g_enter)
     enter = ~finished & ~drop
-    sgn = sgn.clone()
+    new_sign = torch.where(up, 1.0, -1.0).to(C.dtype)
+    rows = torch.arange(C.shape[0], device=C.device)
     sgn[rows[enter], j_enter[enter]] = new_sign[enter]
     sgn[rows[drop], j_out[drop]] = 0.0
     U[rows[drop], j_out[drop]] = 0.0
-    return U, corr, lam, sgn, finished
+    return U, corr, lam, sgn
 
 
 def _homotopy(
@@ -306,7 +308,7 @@ def _homotopy(
     it = 0
     while it < max_steps and todo.numel() > 0:
         it += 1
-        U, corr, lam, sgn, _ = _homotopy_step(
+        U, corr, lam, sgn = _homotopy_step(
             G, Cb, U, corr, lam, sgn, alpha, positive, lasso
         )
         done = lam <= alpha  # finished rows stay frozen (their step is 0)

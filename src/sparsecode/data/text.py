@@ -18,9 +18,7 @@ from __future__ import annotations
 import bz2
 import functools
 import os
-import pickletools
 import re
-import zlib
 
 __all__ = [
     "load_default_corpus",
@@ -164,37 +162,18 @@ def load_lee_texts() -> list[str]:
         return [line.strip() for line in fh if line.strip()]
 
 
-def _pickle_strings(blob: bytes, key: str) -> list[str]:
-    """Read the unicode strings of list `key` in a pickle without unpickling it.
-
-    The opcodes are only parsed (:func:`pickletools.genops`), never executed,
-    so no object is constructed and no code from the file can run.
-    """
-    strings, inside = [], False
-    for opcode, arg, _ in pickletools.genops(blob):
-        if opcode.name in ("STRING", "BINSTRING", "SHORT_BINSTRING"):
-            if inside:
-                break
-            inside = arg == key
-        elif inside and "UNICODE" in opcode.name:
-            strings.append(arg)
-    return strings
-
-
 def _strip_post(post: str) -> str:
-    """Remove the mail header and quoted lines of one newsgroup post."""
-    _, _, body = post.partition("\n\n")
-    lines = [ln.rstrip() for ln in body.splitlines()]
+    """Remove the quoted lines of one newsgroup post body (headers already gone)."""
+    lines = [ln.rstrip() for ln in post.splitlines()]
     lines = [ln for ln in lines if not _QUOTE.match(ln)]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def load_newsgroups_texts() -> list[str]:
-    """Load the mini 20 Newsgroups sample shipped with gensim.
+    """Load the mini 20 Newsgroups sample shipped with gensim, as plain text.
 
-    The file is a zlib-compressed pickle of a scikit-learn ``Bunch``; it is
-    read by parsing the pickle opcodes only (nothing is unpickled). Mail
-    headers and quoted lines (starting with ``>``) are removed.
+    The posts come from `sparsecode.data.words.load_newsgroups_texts` (the one
+    reader of that file, headers removed); quoted lines are removed here too.
 
     Returns
     -------
@@ -202,9 +181,9 @@ def load_newsgroups_texts() -> list[str]:
         The non-empty bodies of the 200 posts (``alt.atheism`` and
         ``sci.space``), in file order.
     """
-    with open(_datapath(NEWSGROUPS_FILE), "rb") as fh:
-        blob = zlib.decompress(fh.read())
-    posts = (_strip_post(p) for p in _pickle_strings(blob, "data"))
+    from .words import load_newsgroups_texts as load_posts
+
+    posts = (_strip_post(p) for p in load_posts(remove_headers=True)[0])
     return [p for p in posts if p]
 
 
