@@ -18,7 +18,14 @@ Run: ``python benchmarks/bench_dictionary.py`` (``--quick`` for a smaller run).
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# sparsecode sets this when imported before torch; say it explicitly here since
+# numpy/sklearn may load an OpenMP runtime first (spinning threads cost 5-10x on a
+# busy CPU for small kernels)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import time
 import warnings
 

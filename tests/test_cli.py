@@ -31,3 +31,19 @@ def test_china_patches_are_standardised():
     assert X.shape == (500, 64) and X.dtype == np.float32
     np.testing.assert_allclose(X.mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(X.std(0), 1, rtol=1e-4)
+
+
+def test_compare_command_writes_report(tmp_path):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", "toy", "--quick", "--estimators",
+                 "dl_omp,pca", "--out", str(out), "--device", "cpu"]) == 0
+    md = (out / "report.md").read_text()
+    assert md.count("| dl_omp |") == 4 and md.count("| pca |") == 4
+    assert "mmcs" in md  # toy data knows its true features
+
+
+def test_compare_command_rejects_unknown_data():
+    import pytest
+
+    with pytest.raises(ValueError, match="--data must be"):
+        main(["compare", "--data", "nope"])

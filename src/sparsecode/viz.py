@@ -70,3 +70,51 @@ def plot_atoms(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_frontier(rows: list[dict], path: str | Path) -> Path:
+    """FVU against L0 (log scale), one line per family (rows of `compare`)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    families = dict.fromkeys(r["family"] for r in rows)
+    for fam in families:
+        pts = sorted((r["l0"], r["fvu"]) for r in rows if r["family"] == fam)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
+    ax.set_xscale("log")
+    ax.set_xlabel("L0 (mean active latents per sample)")
+    ax.set_ylabel("FVU (held out)")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_density_histograms(result: Any, path: str | Path) -> Path:
+    """Histogram of log10 feature density per family (middle sparsity level)."""
+    from .comparison import FAMILIES
+    from .metrics import feature_density
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by_family: dict[str, list] = {}
+    for (fam, level), est in result.fitted.items():
+        by_family.setdefault(fam, []).append((level, est))
+    for fam, items in by_family.items():
+        level, est = items[len(items) // 2]
+        codes, _ = FAMILIES[fam].encode(est, result.X_test)
+        dens = feature_density(codes)
+        ax.hist(np.log10(np.clip(dens, 1e-6, 1)), bins=30, histtype="step",
+                label=f"{fam} ({level})")
+    ax.set_xlabel("log10 feature density (held out; -6 = dead)")
+    ax.set_ylabel("latents")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
