@@ -15,6 +15,8 @@ from .dictionary import (  # noqa: E402
     sparse_encode,
 )
 
+from .comparison import compare  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -22,5 +24,6 @@ __all__ = [
     "MiniBatchDictionaryLearning",
     "SparseCoder",
     "__version__",
+    "compare",
     "sparse_encode",
 ]
