@@ -14,7 +14,13 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from sparsecode import DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder
+from sparsecode import (
+    DictionaryLearning,
+    MiniBatchDictionaryLearning,
+    SparseAutoencoder,
+    SparseCoder,
+)
+from sparsecode.nn import ACTIVATIONS
 
 ESTIMATORS = [
     # transform_algorithm="lasso_lars" so that fit_transform and transform solve
@@ -28,6 +34,10 @@ ESTIMATORS = [
     MiniBatchDictionaryLearning(n_components=3, max_iter=3, batch_size=8,
                                 transform_algorithm="threshold", positive_code=True,
                                 random_state=0, device="cpu"),
+    # one SparseAutoencoder per registered activation, tiny and quick
+    *[SparseAutoencoder(n_components=6, activation=name, max_iter=2,
+                        batch_size=16, log_every=2, random_state=0, device="cpu")
+      for name in sorted(ACTIVATIONS)],
 ]
 
 EXPECTED_FAILED_CHECKS: dict = {}

@@ -8,22 +8,26 @@ import os as _os
 # this takes effect only when sparsecode is imported before torch.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .autoencoder import SparseAutoencoder  # noqa: E402
+from .comparison import compare  # noqa: E402
 from .dictionary import (  # noqa: E402
     DictionaryLearning,
     MiniBatchDictionaryLearning,
     SparseCoder,
     sparse_encode,
 )
-
-from .comparison import compare  # noqa: E402
+from .io import load, save  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DictionaryLearning",
     "MiniBatchDictionaryLearning",
+    "SparseAutoencoder",
     "SparseCoder",
     "__version__",
     "compare",
+    "load",
+    "save",
     "sparse_encode",
 ]

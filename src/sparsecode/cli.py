@@ -1,4 +1,4 @@
-"""Command-line interface: ``sparsecode demo`` and ``sparsecode compare``."""
+"""Command-line interface: ``sparsecode demo|compare|extract|fit``."""
 
 from __future__ import annotations
 
@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="out/compare")
     c.add_argument("--quick", action="store_true")
     c.add_argument("--device", default="auto")
+    from ._cli_activations import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -143,4 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo(args.out, args.n_patches, args.n_components, args.alpha, args.device)
     elif args.command == "compare":
         _compare_cmd(args)
+    elif args.command in ("extract", "fit"):
+        from ._cli_activations import run_extract, run_fit
+
+        (run_extract if args.command == "extract" else run_fit)(args)
     return 0

@@ -81,6 +81,7 @@ class Activation(nn.Module):
     unit_norm_decoder = False
     uses_encoder_bias = True
     sparse_k: int | None = None
+    lr_scale = 1.0  # learning-rate multiplier of the activation's own parameters
 
     def __init__(self, n_components: int) -> None:
         super().__init__()
@@ -176,7 +177,7 @@ class BatchTopK(Activation):
     def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
         if not self.training:
             thr = self.threshold.to(pre_BM.dtype)
-            return pre_BM * (pre_BM > thr.clamp_min(0))
+            return torch.where(pre_BM > thr.clamp_min(0), pre_BM, 0.0)
         relu_BM = torch.relu(pre_BM)
         flat = relu_BM.reshape(-1)
         n_keep = min(self.k * pre_BM.shape[0], flat.numel())
@@ -251,7 +252,7 @@ class _JumpReLUFn(torch.autograd.Function):
     def forward(ctx, z, theta, bandwidth: float):
         ctx.save_for_backward(z, theta)
         ctx.bandwidth = bandwidth
-        return z * (z > theta)
+        return torch.where(z > theta, z, 0.0)
 
     @staticmethod
     def backward(ctx, g):
@@ -290,13 +291,18 @@ class JumpReLU(Activation):
     Parameters
     ----------
     n_components : int
-    bandwidth : float, default=0.05
-        Kernel width, in pre-activation units.
-    threshold_init : float, default=0.01
+    bandwidth : float, default=0.1
+        Kernel width, in pre-activation units (inputs normalised to
+        ``E||x||^2 = n_features`` give pre-activations of order 1).
+    threshold_init : float, default=0.1
     mode : {"step", "tanh"}, default="step"
         Sparsity penalty: ``"step"`` is the L0 count through `step`;
         ``"tanh"`` is ``sum_j tanh(tanh_scale * f_j * ||W_dec_j||)``.
     tanh_scale : float, default=4.0
+    lr_scale : float, default=10.0
+        Learning-rate multiplier of ``log_threshold``: thresholds must travel
+        far in log space, and short runs would leave them near their
+        initial value.
     """
 
     loss_terms = ("mse", "l0")
@@ -304,12 +310,14 @@ class JumpReLU(Activation):
     def __init__(
         self,
         n_components: int,
-        bandwidth: float = 0.05,
-        threshold_init: float = 0.01,
+        bandwidth: float = 0.1,
+        threshold_init: float = 0.1,
         mode: str = "step",
         tanh_scale: float = 4.0,
+        lr_scale: float = 10.0,
     ) -> None:
         super().__init__(n_components)
+        self.lr_scale = float(lr_scale)
         if mode not in ("step", "tanh"):
             raise ValueError(f"mode must be 'step' or 'tanh', got {mode!r}.")
         if not (bandwidth > 0 and threshold_init > 0):
@@ -324,7 +332,8 @@ class JumpReLU(Activation):
 
     def config(self) -> dict:
         return {"bandwidth": self.bandwidth, "threshold_init": self.threshold_init,
-                "mode": self.mode, "tanh_scale": self.tanh_scale}
+                "mode": self.mode, "tanh_scale": self.tanh_scale,
+                "lr_scale": self.lr_scale}
 
     @property
     def threshold(self) -> torch.Tensor:
@@ -356,6 +365,7 @@ class Gated(Activation):
     """
 
     loss_terms = ("mse", "gated_l1", "gated_aux")
+    unit_norm_decoder = True  # else the L1 is cheated by shrinking decoder rows
     uses_encoder_bias = False
 
     def __init__(self, n_components: int) -> None:

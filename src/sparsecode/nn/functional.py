@@ -16,16 +16,29 @@ their sparse parts run in the weights' dtype.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 __all__ = ["gather_linear", "sparse_decode", "scatter_rows", "sampled_dot"]
 
 
+def _csr(crow, col, values, shape) -> torch.Tensor:
+    """A CSR tensor, without torch's "beta" warning on every construction."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, shape)
+
+
 def scatter_rows(
     idx_BK: torch.Tensor, vals_BK: torch.Tensor, rhs_BD: torch.Tensor, m: int
 ) -> torch.Tensor:
     """``S.T @ rhs`` for the sparse ``S[b, idx[b, j]] = vals[b, j]`` of width ``m``.
+
+    ``S.T`` is built directly in CSR form (one sort of the indices), so the
+    cost is ``O(batch * k * d)`` instead of a dense ``(m, batch)`` matmul.
+    Repeated indices in a row are summed.
 
     Parameters
     ----------
@@ -39,15 +52,24 @@ def scatter_rows(
     -------
     torch.Tensor of shape (m, d)
     """
-    dense_BM = vals_BK.new_zeros(vals_BK.shape[0], m)
-    dense_BM.scatter_add_(1, idx_BK, vals_BK)
-    return dense_BM.T @ rhs_BD
+    B, K = idx_BK.shape
+    flat = idx_BK.reshape(-1)
+    order = torch.argsort(flat)
+    counts = torch.zeros(m, dtype=torch.int64, device=flat.device)
+    counts.index_add_(0, flat, torch.ones_like(flat))  # bincount syncs on CUDA
+    crow = torch.zeros(m + 1, dtype=torch.int64, device=flat.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    S_MB = _csr(crow, order // K, vals_BK.reshape(-1)[order], (m, B))
+    return S_MB @ rhs_BD
 
 
 def sampled_dot(
     g_BD: torch.Tensor, W_MD: torch.Tensor, idx_BK: torch.Tensor
 ) -> torch.Tensor:
     """``out[b, j] = g[b] . W[idx[b, j]]`` without forming ``g @ W.T``.
+
+    A sampled dense-dense matmul (`torch.sparse.sampled_addmm`) on the CSR
+    pattern of ``idx``; indices must be distinct within a row.
 
     Parameters
     ----------
@@ -60,13 +82,11 @@ def sampled_dot(
     torch.Tensor of shape (batch, k)
     """
     B, K = idx_BK.shape
-    out = g_BD.new_empty(B, K)
-    step = max(1, (1 << 22) // max(1, K * W_MD.shape[1]))  # bound the gather size
-    for lo in range(0, B, step):  # chunks of rows, not a loop over samples
-        rows = W_MD.index_select(0, idx_BK[lo:lo + step].reshape(-1))
-        rows = rows.view(-1, K, W_MD.shape[1])
-        out[lo:lo + step] = torch.bmm(rows, g_BD[lo:lo + step, :, None])[..., 0]
-    return out
+    crow = torch.arange(0, B * K + 1, K, device=idx_BK.device)
+    pattern = _csr(crow, idx_BK.reshape(-1), g_BD.new_zeros(B * K),
+                   (B, W_MD.shape[0]))
+    out = torch.sparse.sampled_addmm(pattern, g_BD, W_MD.T, beta=0.0)
+    return out.values().view(B, K)
 
 
 class _GatherLinear(torch.autograd.Function):

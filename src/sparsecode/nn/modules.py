@@ -22,7 +22,7 @@ __all__ = ["SparseAutoencoderModule", "geometric_median"]
 
 
 def geometric_median(
-    X: torch.Tensor, n_iter: int = 100, eps: float = 1e-8
+    X: torch.Tensor, n_iter: int = 100, eps: float = 1e-8, tol: float = 1e-7
 ) -> torch.Tensor:
     """Geometric median of the rows of ``X`` by Weiszfeld's iterations.
 
@@ -30,8 +30,12 @@ def geometric_median(
     ----------
     X : torch.Tensor of shape (n_samples, n_features)
     n_iter : int, default=100
+        Maximum number of iterations.
     eps : float, default=1e-8
         Floor on distances (avoids division by zero at a data point).
+    tol : float, default=1e-7
+        Stop when an iteration moves the estimate by less than ``tol`` times
+        the data's RMS distance to it (checked every 10 iterations).
 
     Returns
     -------
@@ -39,9 +43,15 @@ def geometric_median(
     """
     X = X.double()
     y = X.mean(0)
-    for _ in range(n_iter):
-        w = 1.0 / torch.linalg.vector_norm(X - y, dim=1).clamp_min(eps)
-        y = (w[:, None] * X).sum(0) / w.sum()
+    for it in range(n_iter):
+        dist = torch.linalg.vector_norm(X - y, dim=1)
+        w = 1.0 / dist.clamp_min(eps)
+        y_new = (w @ X) / w.sum()
+        if it % 10 == 9:
+            scale = float(dist.pow(2).mean().sqrt())
+            if float(torch.linalg.vector_norm(y_new - y)) <= tol * max(scale, eps):
+                return y_new
+        y = y_new
     return y
 
 
@@ -164,7 +174,11 @@ class SparseAutoencoderModule(nn.Module):
         """
         if self.activation.sparse_k is not None:
             return self._forward_sparse(x_BD, dead_M, k_aux)
-        pre = self.encode_pre(x_BD)
+        # W (x - b_pre) + b_enc as x W^T + (b_enc - W b_pre): the gradient of
+        # b_pre is then a vector-matrix product, not a (batch x m x d) matmul
+        shift = self.W_enc @ self.b_pre
+        bias = self.b_enc - shift if self.activation.uses_encoder_bias else -shift
+        pre = F.linear(x_BD, self.W_enc, bias)
         codes = self.activation(pre)
         out = {"pre": pre, "codes": codes, "x_hat": self.decode(codes)}
         if dead_M is not None and k_aux > 0:
