@@ -270,13 +270,17 @@ def _homotopy_step(G, C, U, corr, lam, sgn, alpha, positive, lasso=True):
     g_enter, j_enter = g_in.min(1)
     up = g_up.gather(1, j_enter.unsqueeze(1)).squeeze(1) <= g_enter
     # an active code moving against its sign leaves when it reaches zero
+    # (computed on the padded support only: (n, s) instead of (n, K))
+    U_S = U.gather(1, idx)
     if lasso:
-        g_drop = torch.where(sgn * d < 0, U.abs() / d.abs(), big)
-        g_out, j_out = g_drop.min(1)
+        leaving = valid & (sgn.gather(1, idx) * d_S < 0)
+        g_drop = torch.where(leaving, U_S.abs() / d_S.abs(), big)
+        g_out, pos_out = g_drop.min(1)
+        j_out = idx.gather(1, pos_out.unsqueeze(1)).squeeze(1)
     else:
         g_out, j_out = torch.full_like(lam, big), j_enter
     gamma = torch.minimum(torch.minimum(g_enter, g_out), lam - alpha).clamp_min(0)
-    U = U.addcmul_(gamma.unsqueeze(1), d)
+    U.scatter_(1, idx, U_S + gamma.unsqueeze(1) * d_S)
     corr = corr.addcmul_(gamma.unsqueeze(1), a, value=-1.0)
     finished = gamma >= lam - alpha
     lam = torch.where(finished, torch.full_like(lam, alpha), lam - gamma)
