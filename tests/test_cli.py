@@ -47,3 +47,13 @@ def test_compare_command_rejects_unknown_data():
 
     with pytest.raises(ValueError, match="--data must be"):
         main(["compare", "--data", "nope"])
+
+
+def test_compare_data_sources():
+    from sparsecode.cli import load_compare_data
+
+    shapes = {"patches": 64, "glove": 50, "minilm": 384, "toy": 32}
+    for name, dim in shapes.items():
+        X, truth, center = load_compare_data(name, quick=True)
+        assert X.shape == (4000, dim) and np.isfinite(X).all()
+        assert (truth is not None) == (name == "toy") and center == (name != "toy")

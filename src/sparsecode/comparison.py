@@ -113,6 +113,11 @@ FAMILIES: dict[str, Family] = {
     "sae_jumprelu": Family("sae_jumprelu", (0.3, 1.0, 3.0),
                            _sae_maker("jumprelu", "alpha"), _transform_encode,
                            _components, "alpha x default"),
+    "sae_gated": Family("sae_gated", (0.3, 1.0, 3.0), _sae_maker("gated", "alpha"),
+                        _transform_encode, _components, "alpha x default"),
+    "sae_matryoshka": Family("sae_matryoshka", (2, 4, 8, 16),
+                             _sae_maker("matryoshka", "k"), _transform_encode,
+                             _components, "k"),
     "pca": Family("pca", (2, 4, 8, 16), _make_pca, _transform_encode,
                   _components, "n_components"),
     "ica": Family("ica", (2, 4, 8, 16), _make_ica, _transform_encode, _ica_atoms,
@@ -210,7 +215,8 @@ def compare(
     X : array-like of shape (n_samples, n_features)
     estimators : sequence of str
         Keys of `FAMILIES`: ``dl_lasso``, ``dl_omp``, ``sae_topk``,
-        ``sae_batchtopk``, ``sae_relu``, ``sae_jumprelu``, ``pca``, ``ica``.
+        ``sae_batchtopk``, ``sae_relu``, ``sae_jumprelu``, ``sae_gated``,
+        ``sae_matryoshka``, ``pca``, ``ica``.
     sparsities : dict, optional
         Per family, the levels to fit (``alpha`` for lasso, ``k`` for OMP and
         TopK, multiples of the default ``alpha`` for relu/jumprelu SAEs,
