@@ -21,6 +21,7 @@ from sparsecode import (
     SparseCoder,
 )
 from sparsecode.nn import ACTIVATIONS
+from sparsecode.words import SPINE, SparseOvercompleteVectors
 
 ESTIMATORS = [
     # transform_algorithm="lasso_lars" so that fit_transform and transform solve
@@ -38,6 +39,10 @@ ESTIMATORS = [
     *[SparseAutoencoder(n_components=6, activation=name, max_iter=2,
                         batch_size=16, log_every=2, random_state=0, device="cpu")
       for name in sorted(ACTIVATIONS)],
+    # word-vector estimators (Faruqui et al. 2015; SPINE), tiny and quick
+    SparseOvercompleteVectors(n_components=6, max_iter=3, batch_size=16,
+                              random_state=0, device="cpu"),
+    SPINE(n_components=6, max_iter=2, batch_size=16, random_state=0, device="cpu"),
 ]
 
 EXPECTED_FAILED_CHECKS: dict = {}

@@ -17,14 +17,17 @@ from .dictionary import (  # noqa: E402
     sparse_encode,
 )
 from .io import load, save  # noqa: E402
+from .words import SPINE, SparseOvercompleteVectors  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DictionaryLearning",
     "MiniBatchDictionaryLearning",
+    "SPINE",
     "SparseAutoencoder",
     "SparseCoder",
+    "SparseOvercompleteVectors",
     "__version__",
     "compare",
     "load",

@@ -32,8 +32,9 @@ Two choices not in the paper make the defaults work on any embedding matrix
   paper's optimiser is not scale invariant (GloVe times 2 learned nothing in
   20 epochs). ``alpha``, ``components_`` and every reported number are in
   the units of ``X``; the codes are unchanged by ``s``.
-* initial atoms: random training vectors (the paper's tiny random atoms left
-  up to 40% of the atoms dead in batched form).
+* initial atoms: 0.3 times random training vectors. The paper's tiny random
+  atoms left up to 40% of the atoms dead in batched form; full-size ones make
+  the first RDA codes (about ``eta`` on every coordinate) overshoot badly.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._coding import encode_chunks
 from ._sparse_coder import _generator
-from ._spine import SPINE
+from ._spine import SPINE, _as_codes
 from .base import BaseSparseEstimator, DeviceOption
 
 __all__ = ["SPINE", "SparseOvercompleteVectors", "rda_codes"]
 
 _TARGET_RMS = 1.0 / math.sqrt(50.0)  # rms entry of X inside the optimiser
-_AUTO_ALPHA = 0.2  # default lambda = this * mean squared norm of the rows
+_AUTO_ALPHA = 0.2  # default lambda = this * mean ||x||^2 * sqrt(50 / n_features)
+_INIT_SCALE = 0.3  # initial atoms: this times random training vectors
 
 
 def rda_codes(G: torch.Tensor, H: torch.Tensor, t: int, lam: float, eta: float,
@@ -114,9 +116,10 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
     n_components : int, default=None
         Number of atoms ``K``; ``10 * n_features`` when None (the paper).
     alpha : float, default=None
-        The L1 penalty ``lambda`` (units of ``||x||^2``). None: ``0.2`` times
-        the mean squared norm of the training rows (about 90% zeros on GloVe
-        and MiniLM vectors); the value used is ``alpha_``.
+        The L1 penalty ``lambda`` (units of ``||x||^2``). None:
+        ``0.2 * mean_i ||x_i||^2 * sqrt(50 / n_features)`` (about 90% zeros on
+        GloVe-50d; the code gradients are correlations in ``n_features``
+        dimensions, hence the square root); the value used is ``alpha_``.
     tau : float, default=1e-5
         Penalty on ``||D||_F^2``.
     nonnegative : bool, default=False
@@ -171,7 +174,9 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
     2 * (0.5 ||x - a D||^2 + (alpha / 2) ||a||_1)``, i.e. `sparse_encode` with
     ``alpha / 2``. ``fit_transform(X)`` is ``fit(X).transform(X)``; the codes
     of the online optimiser (20 RDA updates per word, not the exact minimiser
-    for the final ``D``) are ``codes_``.
+    for the final ``D``) are ``codes_``. The fitted estimator keeps the two
+    RDA accumulators (each the size of ``codes_``) so that `partial_fit` can
+    continue training.
     """
 
     _parameter_constraints: dict = {
@@ -222,7 +227,8 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         K = self.n_components or 10 * d
         mean_sq = float((X * X).sum()) / n
         self._scale = math.sqrt(mean_sq / d) / _TARGET_RMS or 1.0
-        self.alpha_ = _AUTO_ALPHA * mean_sq if self.alpha is None else float(self.alpha)
+        auto = _AUTO_ALPHA * mean_sq * math.sqrt(50.0 / d)
+        self.alpha_ = auto if self.alpha is None else float(self.alpha)
         self._lam = self.alpha_ / self._scale**2
         self._gen = _generator(self.random_state, X.device)
         self._perm = torch.randperm(n, generator=self._gen, device=X.device)
@@ -230,7 +236,7 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         rows = (torch.randperm(n, generator=self._gen, device=X.device)[:K] if K <= n
                 else torch.randint(n, (K,), generator=self._gen, device=X.device))
         noise = torch.randn(K, d, generator=self._gen, device=X.device, dtype=X.dtype)
-        self._t_V = Xi[rows] + 0.01 * _TARGET_RMS * noise
+        self._t_V = (Xi[rows] + 0.01 * _TARGET_RMS * noise) * _INIT_SCALE
         if self.positive_dict:
             self._t_V.abs_()
         self._t_S = X.new_zeros(K, d)
@@ -245,7 +251,8 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         if self._t == 0:  # the paper's random initial codes
             K = self._t_V.shape[0]
             a = torch.rand(hi - lo, K, generator=self._gen, device=like.device,
-                           dtype=like.dtype).mul_(2).sub_(1).mul_(0.6 / math.sqrt(K + 1))
+                           dtype=like.dtype)
+            a.mul_(2).sub_(1).mul_(0.6 / math.sqrt(K + 1))
             return a.abs_() if self.nonnegative else a
         return rda_codes(self._t_G[lo:hi], self._t_H[lo:hi], self._t, self._lam,
                          self.learning_rate, self.nonnegative)
@@ -259,12 +266,12 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
             hi = min(lo + self.batch_size, n)
             a = self._batch_codes(lo, hi, Xi)
             diff = torch.addmm(Xi[lo:hi], a, V, alpha=-1)
-            sums += torch.stack([(diff * diff).sum(), a.abs().sum(),
-                                 (a == 0).sum().to(a.dtype)])
-            g = (diff @ V.T).mul_(-2.0)
+            sums += torch.stack([(diff * diff).sum(), torch.linalg.vector_norm(a, 1),
+                                 a.numel() - torch.count_nonzero(a).to(a.dtype)])
+            g = diff @ V.T  # the code gradient is -2 g
             _dict_step(V, self._t_S, a, diff, c, eta, self.positive_dict)
-            self._t_G[lo:hi] += g
-            self._t_H[lo:hi].addcmul_(g, g)
+            self._t_G[lo:hi].add_(g, alpha=-2.0)
+            self._t_H[lo:hi].addcmul_(g, g, value=4.0)
         self._t += 1
         sq, l1, zeros = sums.tolist()
         s2 = self._scale**2
@@ -417,16 +424,3 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         per_word = (resid * resid).sum(1) + self.alpha_ * codes.abs().sum(1)
         return -float(per_word.mean())
 
-
-def _as_codes(X: Any, n_components: int, device: torch.device) -> torch.Tensor:
-    """Validate codes for ``inverse_transform``: 2-D float, right width."""
-    from sklearn.utils import check_array
-
-    if isinstance(X, torch.Tensor):
-        t = X if X.is_floating_point() else X.to(torch.float32)
-    else:
-        t = torch.as_tensor(check_array(X, dtype=[np.float64, np.float32]))
-    if t.ndim != 2 or t.shape[1] != n_components:
-        raise ValueError(f"codes must have shape (n_samples, {n_components}), "
-                         f"got {tuple(t.shape)}.")
-    return t.to(device)
