@@ -151,10 +151,7 @@ positive_code, transform_max_iter
         ``partial_fit`` on the same X reproduce ``fit`` without early stopping.
         """
         first = not hasattr(self, "components_")
-        if first:
-            self._validate_params()
-            self._setup_device()
-        Xt, _ = self._validate_input(X, reset=first)
+        Xt, _ = self._begin(X, reset=first)
         if first:
             codes, V = self._init(Xt)
             self._gen = generator_from(self.random_state, self._device)
@@ -167,9 +164,7 @@ positive_code, transform_max_iter
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray | torch.Tensor:
         """Fit and return the codes computed during fitting (last iteration)."""
-        self._validate_params()
-        self._setup_device()
-        Xt, as_tensor = self._validate_input(X, reset=True)
+        Xt, as_tensor = self._begin(X, reset=True)
         codes, V = self._init(Xt)
         self._gen = generator_from(self.random_state, self._device)
         self.n_iter_, self.error_, self.history_ = 0, [], []

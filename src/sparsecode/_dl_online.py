@@ -218,9 +218,7 @@ split_sign, positive_code, transform_max_iter
         -------
         self
         """
-        self._validate_params()
-        self._setup_device()
-        Xt, _ = self._validate_input(X, reset=True)
+        Xt, _ = self._begin(X, reset=True)
         V = self._start(Xt)
         n = Xt.shape[0]
         bs = min(self.batch_size, n)
@@ -257,10 +255,7 @@ split_sign, positive_code, transform_max_iter
         self
         """
         first = not hasattr(self, "components_")
-        if first:
-            self._validate_params()
-            self._setup_device()
-        Xt, _ = self._validate_input(X, reset=first)
+        Xt, _ = self._begin(X, reset=first)
         if first:
             V = self._start(Xt)
         else:

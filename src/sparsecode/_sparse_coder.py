@@ -209,9 +209,7 @@ class SparseCoder(_BaseSparseCoding):
         -------
         self
         """
-        self._validate_params()
-        self._setup_device()
-        Xt, _ = self._validate_input(X, reset=True)
+        Xt, _ = self._begin(X, reset=True)
         D = self._dictionary()
         if D.ndim != 2 or Xt.shape[1] != D.shape[1]:
             raise ValueError(

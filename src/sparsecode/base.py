@@ -171,6 +171,15 @@ class BaseSparseEstimator(
         device = self._device if hasattr(self, "_device") else X.device
         return X.to(device)
 
+    def _begin(self, X: Any, *, reset: bool) -> tuple[torch.Tensor, bool]:
+        """Start of ``fit``/``partial_fit``: when (re)starting, validate the
+        parameters and resolve the device; then validate ``X`` (see
+        `_validate_input`)."""
+        if reset:
+            self._validate_params()
+            self._setup_device()
+        return self._validate_input(X, reset=reset)
+
     def _setup_device(self) -> torch.device:
         """Resolve ``self.device`` (called at the start of ``fit``)."""
         self._device = resolve_device(getattr(self, "device", "auto"))
