@@ -113,7 +113,7 @@ def main() -> None:
     _report(f"batched, {len(sub)} words", small, time.perf_counter() - t0)
 
     # the reference runs in the same (internal) units as the estimator
-    s = math.sqrt(float((sub.astype(np.float64) ** 2).mean())) * math.sqrt(50.0)
+    s = small._scale
     lam = small.alpha_ / s**2
     times, obj = reference(sub / np.float32(s), K, lam, 1e-5, args.ref_epochs)
     per_epoch = float(np.median(times))

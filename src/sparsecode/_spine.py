@@ -224,9 +224,7 @@ class SPINE(BaseSparseEstimator):
         -------
         self
         """
-        self._validate_params()
-        self._setup_device()
-        Xt, _ = self._validate_input(X, reset=True)
+        Xt, _ = self._begin(X, reset=True)
         self._start(Xt)
         Xi = Xt / self._scale
         with _few_threads(Xi.device):
@@ -243,10 +241,7 @@ class SPINE(BaseSparseEstimator):
         self
         """
         first = not hasattr(self, "_t_params")
-        if first:
-            self._validate_params()
-            self._setup_device()
-        Xt, _ = self._validate_input(X, reset=first)
+        Xt, _ = self._begin(X, reset=first)
         if first:
             self._start(Xt)
         with _few_threads(Xt.device):

@@ -213,7 +213,8 @@ def _notes(table: list[dict], quick: bool) -> list[str]:
         "fraction of dimensions where the intruder is the odd one out.",
         "non-negative constrains only the codes, as the paper's text and public "
         "code do; 'D >= 0' also constrains the dictionary: mixed-sign embeddings "
-        "cannot be rebuilt from non-negative parts, so its codes collapse.",
+        "cannot be rebuilt from non-negative parts, so its codes collapse to "
+        "(nearly) all zeros and similarity is lost.",
     ]
     if quick:
         notes.append("quick mode: small vocabularies, 10 epochs, MiniLM 4x "
