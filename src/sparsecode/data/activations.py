@@ -21,19 +21,17 @@ identifies a row uniquely.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import importlib.util
-import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ._shards import _n_rows, _new_manifest, _open_manifest, _ShardWriter
+from ._tokenize import _batches
 from .splice import (
     _eval_mode,
     _first,
@@ -43,7 +41,7 @@ from .splice import (
     sentence_embeddings,
     similarity_recovered,
 )
-from .store import FORMAT, MANIFEST, META_KEYS, ActivationBatches, ActivationStore
+from .store import META_KEYS, ActivationBatches, ActivationStore
 
 __all__ = [
     "ActivationBatches",
@@ -126,70 +124,6 @@ def load_minilm(device: str = "cpu") -> tuple[Any, Any]:
 
 
 # ------------------------------------------------------------ batches of tokens
-@dataclass
-class _Batch:
-    index: int
-    input_ids: torch.Tensor  # (B, T) int64, right padded
-    attention_mask: torch.Tensor  # (B, T) int64
-    doc_ids: torch.Tensor  # (B,) int64
-    window_ids: torch.Tensor  # (B,) int64
-
-
-def _windows(tokenizer, texts, max_length, split_long, chunk=256):
-    """Yield ``(doc, window, input_ids)`` for every model input, in text order.
-
-    Long texts are cut by the (fast) tokenizer's overflow mechanism into
-    windows of `max_length` tokens, each with its own special tokens.
-    """
-    if split_long and not getattr(tokenizer, "is_fast", False):
-        raise ValueError("split_long=True needs a fast (Rust) tokenizer.")
-    if max_length <= tokenizer.num_special_tokens_to_add(pair=False):
-        raise ValueError(f"max_length={max_length} leaves no room for tokens.")
-    for start in range(0, len(texts), chunk):
-        part = list(texts[start : start + chunk])
-        enc = tokenizer(
-            part,
-            truncation=True,
-            max_length=max_length,
-            return_overflowing_tokens=split_long,
-        )
-        docs = enc["overflow_to_sample_mapping"] if split_long else range(len(part))
-        previous, window = -1, 0
-        for doc, ids in zip(docs, enc["input_ids"], strict=True):
-            window = window + 1 if doc == previous else 0
-            previous = doc
-            yield start + doc, window, ids
-
-
-def _collate(group, index, pad_id) -> _Batch:
-    length = max(len(ids) for _, _, ids in group)
-    input_ids = torch.full((len(group), length), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
-    for row, (_, _, ids) in enumerate(group):
-        input_ids[row, : len(ids)] = torch.as_tensor(ids)
-        mask[row, : len(ids)] = 1
-    docs = torch.tensor([g[0] for g in group], dtype=torch.long)
-    windows = torch.tensor([g[1] for g in group], dtype=torch.long)
-    return _Batch(index, input_ids, mask, docs, windows)
-
-
-def _batches(tokenizer, texts, batch_size, max_length, split_long) -> Iterator[_Batch]:
-    """Cut the window stream into right-padded batches of `batch_size` windows.
-
-    The batches depend only on the arguments, which makes resuming exact.
-    """
-    pad_id = tokenizer.pad_token_id or 0
-    group, index = [], 0
-    for item in _windows(tokenizer, texts, max_length, split_long):
-        group.append(item)
-        if len(group) == batch_size:
-            yield _collate(group, index, pad_id)
-            group, index = [], index + 1
-    if group:
-        yield _collate(group, index, pad_id)
-
-
-# ----------------------------------------------------------------------- hooks
 class _StopForward(Exception):
     """Raised by a hook once every requested module has produced its output."""
 
@@ -262,155 +196,6 @@ def _batch_rows(batch, outputs, keep, dtype) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------- shard writer
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then `os.replace`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    _atomic_write(path, write)
-
-
-def _n_rows(rows: dict[str, torch.Tensor]) -> int:
-    return int(rows["doc_ids"].shape[0])
-
-
-class _ShardWriter:
-    """Cuts the row stream into shards of exactly `shard_size` rows (last smaller).
-
-    After each shard the manifest records where the stream stands: batch
-    ``next_batch`` with its first ``next_row`` kept rows already written.
-    """
-
-    def __init__(self, out_dir, manifest, on_shard):
-        self.out_dir, self.manifest, self.on_shard = out_dir, manifest, on_shard
-        self.size = manifest["config"]["shard_size"]
-        self.chunks: list[tuple[int, int, dict]] = []  # (batch, first row, rows)
-        self.pending, self.last_batch = 0, manifest["next_batch"] - 1
-
-    def add(self, batch_index: int, first_row: int, rows: dict) -> None:
-        self.last_batch = batch_index
-        if _n_rows(rows):
-            self.chunks.append((batch_index, first_row, rows))
-            self.pending += _n_rows(rows)
-        while self.pending >= self.size:
-            self._flush(self.size, batch_index)
-
-    def finish(self, n_texts: int) -> None:
-        if self.pending:
-            self._flush(self.pending, self.last_batch)
-        self.manifest["done"] = True
-        if self.manifest["config"]["max_tokens"] is None:
-            self.manifest["docs_complete"] = n_texts
-        _write_json(self.out_dir / MANIFEST, self.manifest)
-
-    def _take(self, n: int) -> dict[str, torch.Tensor]:
-        parts, taken = [], 0
-        while taken < n:
-            batch, first, rows = self.chunks.pop(0)
-            k = min(n - taken, _n_rows(rows))
-            parts.append({key: t[:k] for key, t in rows.items()})
-            if k < _n_rows(rows):
-                rest = {key: t[k:] for key, t in rows.items()}
-                self.chunks.insert(0, (batch, first + k, rest))
-            taken += k
-        self.pending -= n
-        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-
-    def _flush(self, n: int, batch_index: int) -> None:
-        from safetensors.torch import save_file
-
-        tensors = self._take(n)
-        m = self.manifest
-        name = f"shard_{len(m['shards']):05d}.safetensors"
-        _atomic_write(self.out_dir / name, lambda tmp: save_file(tensors, tmp))
-        docs = tensors["doc_ids"]
-        m["dims"] = {k: int(tensors[k].shape[1]) for k in m["modules"]}
-        m["shards"].append(
-            {"file": name, "n_tokens": n, "docs": [int(docs[0]), int(docs[-1])]}
-        )
-        m["n_tokens"] += n
-        if self.chunks:
-            batch, first, rows = self.chunks[0]
-            m["next_batch"], m["next_row"] = batch, first
-            m["docs_complete"] = int(rows["doc_ids"][0])
-        else:
-            m["next_batch"], m["next_row"] = batch_index + 1, 0
-            m["docs_complete"] = int(docs[-1])
-        _write_json(self.out_dir / MANIFEST, m)
-        if self.on_shard is not None:
-            self.on_shard(len(m["shards"]) - 1, copy.deepcopy(m))
-
-
-# ------------------------------------------------------------------ extraction
-def _texts_sha256(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        data = text.encode("utf-8")
-        digest.update(len(data).to_bytes(8, "little") + data)
-    return digest.hexdigest()
-
-
-def _new_manifest(model, texts, modules, dtype, config) -> dict:
-    cfg = getattr(model, "config", None)
-    name = getattr(cfg, "name_or_path", "") or type(model).__name__
-    return {
-        "format": FORMAT,
-        "version": 1,
-        "model": str(name),
-        "model_class": type(model).__name__,
-        "modules": list(modules),
-        "dims": {},
-        "dtype": str(dtype).removeprefix("torch."),
-        "n_texts": len(texts),
-        "texts_sha256": _texts_sha256(texts),
-        "config": config,
-        "shards": [],
-        "n_tokens": 0,
-        "docs_complete": 0,
-        "next_batch": 0,
-        "next_row": 0,
-        "done": False,
-    }
-
-
-_IDENTITY = ("model", "model_class", "modules", "dtype", "n_texts", "texts_sha256")
-
-
-def _open_manifest(out_dir: Path, fresh: dict, resume: bool) -> dict:
-    """The manifest to continue from: the existing one if compatible, else `fresh`."""
-    path = out_dir / MANIFEST
-    if path.is_file():
-        with open(path, encoding="utf-8") as fh:
-            old = json.load(fh)
-        keys = (*_IDENTITY, "config")
-        same = all(old.get(k) == fresh[k] for k in keys)
-        if resume and not same:
-            raise ValueError(
-                f"{out_dir} holds a store made with other texts, model or "
-                "arguments; pass resume=False to overwrite it, or another out_dir."
-            )
-        if resume:
-            return old
-        for shard in old.get("shards", []):
-            (out_dir / shard["file"]).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(path, fresh)
-    return fresh
-
-
 def _progress(iterable, enabled):
     if not enabled:
         return iterable

@@ -135,33 +135,15 @@ class ActivationStore:
         return self._concat("positions")
 
     def iter_batches(
-        self,
-        module: str,
-        batch_size: int = 4096,
-        *,
-        shuffle: bool = True,
-        buffer_size: int | None = None,
-        random_state: int | np.random.RandomState | None = None,
-        device: str | torch.device | None = None,
-        as_torch: bool = False,
-        drop_last: bool = False,
-        infinite: bool = False,
-        return_meta: bool = False,
+        self, module: str, batch_size: int = 4096, **options: Any
     ) -> ActivationBatches:
-        """Stream batches of `module` rows; see :class:`ActivationBatches`."""
-        return ActivationBatches(
-            self,
-            module,
-            batch_size,
-            shuffle=shuffle,
-            buffer_size=buffer_size,
-            random_state=random_state,
-            device=device,
-            as_torch=as_torch,
-            drop_last=drop_last,
-            infinite=infinite,
-            return_meta=return_meta,
-        )
+        """Stream batches of `module` rows.
+
+        ``options`` are the keyword options of :class:`ActivationBatches`
+        (``shuffle``, ``buffer_size``, ``random_state``, ``device``,
+        ``as_torch``, ``drop_last``, ``infinite``, ``return_meta``).
+        """
+        return ActivationBatches(self, module, batch_size, **options)
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
