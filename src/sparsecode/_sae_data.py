@@ -4,12 +4,15 @@ Every source yields the mini-batches of one pass with
 ``batches(generator, start=0)``, drawing all its randomness from the given
 CPU `torch.Generator`. Restoring the generator state saved at the start of a
 pass and calling ``batches(gen, start=i)`` replays that pass from batch ``i``
-exactly, which is how checkpoints resume.
+exactly, which is how checkpoints resume. Under data-parallel training,
+``batches(gen, shard=f)`` yields only ``f(batch)`` of each global batch (for
+arrays and memmaps ``f`` is applied to the row indices, so only this process's
+rows are read); see `sparsecode._distributed`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -60,12 +63,17 @@ class TensorBatches:
         # drawn on the CPU (same order on every device), moved once per pass
         return torch.randperm(self.n_samples, generator=gen).to(self.X.device)
 
-    def batches(self, gen: torch.Generator, start: int = 0) -> Iterator[torch.Tensor]:
-        """Yield the batches of one pass, from batch ``start`` on."""
+    def batches(self, gen: torch.Generator, start: int = 0,
+                shard: Callable | None = None) -> Iterator[torch.Tensor]:
+        """Yield the batches of one pass, from batch ``start`` on.
+
+        ``shard`` maps the row indices of each batch to those to read.
+        """
         perm = self._perm(gen)
         bs = self.batch_size
         for lo in range(start * bs, self.n_samples, bs):
-            yield self._rows(perm[lo:lo + bs])
+            idx = perm[lo:lo + bs]
+            yield self._rows(idx if shard is None else shard(idx))
 
     def sample(self, n_max: int = _SAMPLE_ROWS) -> torch.Tensor:
         """Evenly spaced rows (deterministic), for initialisation."""
@@ -195,12 +203,16 @@ class IterableBatches:
         """Mean squared row norm of the first rows of the stream."""
         return float(self.sample(_NORM_ROWS).double().pow(2).sum(1).mean())
 
-    def batches(self, gen: torch.Generator, start: int = 0) -> Iterator[torch.Tensor]:
-        """Yield one pass of shuffled batches, skipping the first ``start``."""
+    def batches(self, gen: torch.Generator, start: int = 0,
+                shard: Callable | None = None) -> Iterator[torch.Tensor]:
+        """Yield one pass of shuffled batches, skipping the first ``start``.
+
+        ``shard`` maps each batch to the rows this process trains on.
+        """
         count = 0
         for batch in self._shuffled(gen):
             if count >= start:
-                yield batch
+                yield batch if shard is None else shard(batch)
             count += 1
 
     def _shuffled(self, gen: torch.Generator) -> Iterator[torch.Tensor]:

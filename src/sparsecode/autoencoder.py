@@ -20,6 +20,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import metrics
+from ._distributed import get_comm
 from ._sae_data import check_codes, make_source
 from .base import BaseSparseEstimator, DeviceOption
 from .nn.activations import ACTIVATIONS
@@ -32,7 +33,7 @@ __all__ = ["SparseAutoencoder"]
 DEFAULT_ALPHA = {"relu": 1.0, "gated": 1.0, "jumprelu": 0.3}
 _K_ACTIVATIONS = ("topk", "batchtopk", "matryoshka")
 _NOT_IN_FINGERPRINT = ("verbose", "callback", "checkpoint_dir", "checkpoint_every",
-                       "log_every")
+                       "log_every", "distributed")
 _TRANSFORM_ROWS = 8192
 _AUTO_STEPS = 2000  # optimizer steps of fit when max_iter is None
 
@@ -127,9 +128,21 @@ class SparseAutoencoder(BaseSparseEstimator):
     checkpoint_every : int, default=None
         Steps between checkpoints (one is always written at the end).
     callback : callable, default=None
-        Called with each history entry; returning True stops training.
+        Called with each history entry; returning True stops training (on
+        every process when distributed: one returning True stops all).
     verbose : bool or int, default=False
         Progress bar (tqdm) or printed progress.
+    distributed : {"auto", True, False}, default="auto"
+        Data-parallel training over the processes of ``torch.distributed``
+        (a script launched by ``torchrun --nproc_per_node=N``; gloo on the CPU,
+        NCCL on CUDA). ``"auto"`` trains data-parallel when the process group
+        is initialised with several processes or the torchrun environment is
+        set, True demands it, False trains each process on its own. Every
+        process must call ``fit`` with the same X; each trains on
+        ``batch_size / N`` rows of every batch (``batch_size`` is the global
+        batch and must be divisible by N), rank 0 alone prints and writes
+        checkpoints, and all end with rank 0's weights: those of a
+        one-process run at the same ``batch_size``, up to float rounding.
 
     Attributes
     ----------
@@ -173,6 +186,7 @@ class SparseAutoencoder(BaseSparseEstimator):
         "checkpoint_every": [Interval(Integral, 1, None, closed="left"), None],
         "callback": [callable, None],
         "verbose": ["verbose"],
+        "distributed": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -183,6 +197,7 @@ class SparseAutoencoder(BaseSparseEstimator):
         max_grad_norm=1.0, activation_params=None, random_state=None,
         device="auto", dtype=None, autocast=None, log_every=50,
         checkpoint_dir=None, checkpoint_every=None, callback=None, verbose=False,
+        distributed="auto",
     ):
         self.n_components = n_components
         self.activation = activation
@@ -210,6 +225,7 @@ class SparseAutoencoder(BaseSparseEstimator):
         self.checkpoint_every = checkpoint_every
         self.callback = callback
         self.verbose = verbose
+        self.distributed = distributed
 
     # ---------------------------------------------------------------- setup
     def _sizes(self, d: int) -> tuple[int, int, int]:
@@ -220,7 +236,13 @@ class SparseAutoencoder(BaseSparseEstimator):
         k_aux = self.k_aux if self.k_aux is not None else min(m, max(1, d // 2))
         return m, k, min(k_aux, m)
 
-    def _build(self, source) -> tuple[TrainState, float]:
+    def _comm(self):
+        """This fit's communicator (`sparsecode._distributed`); sets the device."""
+        comm, self._device = get_comm(self.distributed, self._device)
+        comm.check_batch_size(self.batch_size)
+        return comm
+
+    def _build(self, source, comm) -> tuple[TrainState, float]:
         """A freshly initialised module and training state for ``source``."""
         d = source.n_features
         m, k, _ = self._sizes(d)
@@ -234,6 +256,9 @@ class SparseAutoencoder(BaseSparseEstimator):
         scale = math.sqrt(d / msn) if msn > 0 and math.isfinite(msn) else 1.0
         init_seed, data_seed = check_random_state(self.random_state).randint(
             np.iinfo(np.int32).max, size=2)
+        comm.check_data(source)
+        init_seed, data_seed, scale = comm.broadcast_floats(
+            [int(init_seed), int(data_seed), scale])
         gen = torch.Generator().manual_seed(int(init_seed))
         model.reset_parameters_(sample * scale, gen, b_pre_init=self.b_pre_init,
                                 decoder_norm=0.1)
@@ -321,10 +346,11 @@ class SparseAutoencoder(BaseSparseEstimator):
         """
         self._validate_params()
         self._setup_device()
+        comm = self._comm()
         source = make_source(self, X, reset=True)
-        state, scale = self._build(source)
+        state, scale = self._build(source, comm)
         config = self._config(source, scale, partial=False)
-        fit_loop(state, source, config, self._callback())
+        fit_loop(state, source, config, self._callback(), comm)
         self._finish(state, scale)
         return self
 
@@ -342,15 +368,16 @@ class SparseAutoencoder(BaseSparseEstimator):
         if first:
             self._validate_params()
             self._setup_device()
+        comm = self._comm()
         source = make_source(self, X, reset=first)
         if first:
-            state, scale = self._build(source)
+            state, scale = self._build(source, comm)
         else:
             state, scale = self._state.to(self._device), self._scale
             state.model.fold_scale_(1.0 / scale)
         config = self._config(source, scale, partial=True)
         config.max_passes = state.pass_index + 1
-        fit_loop(state, source, config, self._callback())
+        fit_loop(state, source, config, self._callback(), comm)
         self._finish(state, scale)
         return self
 
@@ -419,3 +446,4 @@ class SparseAutoencoder(BaseSparseEstimator):
         with torch.no_grad():
             X_hat = self.module_.decode(self._encode(Xt).to(self.module_.W_dec.dtype))
         return -metrics.fvu(Xt, X_hat)
+

@@ -10,12 +10,16 @@ gradient-norm clipping, optional bf16 autocast, dead-latent tracking counted in
 samples (which feeds AuxK), logging every ``log_every`` steps (the only host
 synchronisations), a progress bar, and atomic checkpoints from which a run
 resumes to the same weights as an uninterrupted one.
+
+Under ``torch.distributed`` a communicator (`sparsecode._distributed`) makes
+each process train on its share of every global batch with the gradients,
+dead-latent counters and metrics reduced over all processes; with one process
+its hooks are the identity.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +27,9 @@ from dataclasses import dataclass
 import torch
 
 from ._checkpoint import read_checkpoint, write_checkpoint
+from ._distributed import Local
+from ._train_state import TrainState
 from .nn.losses import sae_losses
-from .nn.modules import SparseAutoencoderModule
 
 __all__ = ["TrainConfig", "TrainState", "fit_loop"]
 
@@ -56,136 +61,6 @@ class TrainConfig:
     eps: float = 6.25e-10
 
 
-class TrainState:
-    """Everything a run needs to continue: module, optimizer, counters, RNG.
-
-    Pickles with all tensors on the CPU (the optimizer as its state dict).
-    """
-
-    def __init__(self, model: SparseAutoencoderModule, seed: int) -> None:
-        self.model = model
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.opt_state: dict | None = None
-        self.data_gen = torch.Generator().manual_seed(int(seed))
-        self.pass_rng = self.data_gen.get_state()
-        self.step = self.samples = self.pass_index = self.pass_position = 0
-        device = model.W_dec.device
-        self.since_fired = torch.zeros(model.n_components, dtype=torch.long,
-                                       device=device)
-        self.aux_on = False
-        self.acc: dict[str, torch.Tensor] = {}
-        self.acc_steps = self.acc_samples = 0
-        self.history: list[dict] = []
-        self.elapsed = 0.0
-
-    # ------------------------------------------------------------ optimizer
-    def params(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def param_groups(self) -> list[dict]:
-        """Adam groups: module weights, then the activation's own parameters
-        (with the activation's ``lr_scale``, e.g. JumpReLU thresholds)."""
-        act = self.model.activation
-        own = {id(p) for p in act.parameters()}
-        groups = [{"params": [p for p in self.params() if id(p) not in own],
-                   "lr_scale": 1.0}]
-        act_params = [p for p in act.parameters() if p.requires_grad]
-        if act_params:
-            groups.append({"params": act_params, "lr_scale": float(act.lr_scale)})
-        return groups
-
-    def ensure_optimizer(self, config: TrainConfig) -> torch.optim.Optimizer:
-        """The live Adam optimizer (rebuilt from ``opt_state`` if needed)."""
-        if self.optimizer is None:
-            kw = {"lr": config.learning_rate, "betas": config.betas, "eps": config.eps}
-            try:
-                self.optimizer = torch.optim.Adam(self.param_groups(), fused=True, **kw)
-            except (RuntimeError, TypeError, ValueError):
-                self.optimizer = torch.optim.Adam(self.param_groups(), **kw)
-            if self.opt_state is not None:
-                self.optimizer.load_state_dict(self.opt_state)
-                self.opt_state = None
-        return self.optimizer
-
-    def to(self, device: torch.device) -> TrainState:
-        """Move module, optimizer state and counters to ``device``."""
-        if self.optimizer is not None:
-            self.opt_state, self.optimizer = self.optimizer.state_dict(), None
-        self.model.to(device)
-        self.since_fired = self.since_fired.to(device)
-        self.acc = {k: v.to(device) for k, v in self.acc.items()}
-        return self
-
-    # ------------------------------------------------------------ pickling
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        if self.optimizer is not None:
-            state["opt_state"] = self.optimizer.state_dict()
-        state["optimizer"] = None
-        state["opt_state"] = _to_cpu(copy.deepcopy(state["opt_state"]))
-        state["model"] = copy.deepcopy(self.model).to("cpu")
-        state["since_fired"] = self.since_fired.cpu()
-        state["acc"] = {k: v.cpu() for k, v in self.acc.items()}
-        state["data_gen"] = self.data_gen.get_state()
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        gen = torch.Generator()
-        gen.set_state(state["data_gen"])
-        state["data_gen"] = gen
-        self.__dict__.update(state)
-
-    # ---------------------------------------------------------- checkpoints
-    def to_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """Tensors (module, optimizer, counters, RNG) and JSON metadata."""
-        opt = self.optimizer.state_dict() if self.optimizer else self.opt_state
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for i, pstate in (opt or {}).get("state", {}).items():
-            tensors.update({f"opt.{i}.{k}": v for k, v in pstate.items()})
-        tensors.update({f"acc.{k}": v for k, v in self.acc.items()})
-        tensors["since_fired"] = self.since_fired
-        tensors["rng.data"] = self.data_gen.get_state()
-        tensors["rng.pass"] = self.pass_rng
-        groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
-                  for g in (opt or {}).get("param_groups", [])]
-        meta = {k: getattr(self, k) for k in ("samples", "pass_index", "pass_position",
-                                              "aux_on", "acc_steps", "acc_samples",
-                                              "history", "elapsed")}
-        return tensors, {**meta, "param_groups": groups}
-
-    def load_checkpoint(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        """Restore the state written by `to_checkpoint`."""
-        device = self.model.W_dec.device
-        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict(model_sd, strict=True)
-        opt_state: dict = {}
-        for key, val in tensors.items():
-            if key.startswith("opt."):
-                _, i, name = key.split(".", 2)
-                opt_state.setdefault(int(i), {})[name] = val
-        self.optimizer = None
-        self.opt_state = {"state": opt_state, "param_groups": meta["param_groups"]}
-        self.acc = {k[4:]: v.to(device) for k, v in tensors.items()
-                    if k.startswith("acc.")}
-        self.since_fired = tensors["since_fired"].to(device)
-        self.data_gen.set_state(tensors["rng.data"])
-        self.pass_rng = tensors["rng.pass"]
-        self.step = int(meta["step"])
-        for k in ("samples", "pass_index", "pass_position", "aux_on", "acc_steps",
-                  "acc_samples", "history", "elapsed"):
-            setattr(self, k, meta[k])
-
-
-def _to_cpu(obj):
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
-
-
 # ----------------------------------------------------------------- schedules
 def lr_factor(step: int, config: TrainConfig) -> float:
     """Linear warm-up over ``lr_warmup_steps``, linear decay to 0 at ``n_steps``."""
@@ -203,7 +78,7 @@ def sparsity_factor(step: int, config: TrainConfig) -> float:
 
 # ---------------------------------------------------------------- one step
 def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
-                opt: torch.optim.Optimizer) -> None:
+                opt: torch.optim.Optimizer, comm: Local) -> None:
     model = state.model
     if config.scale != 1.0:
         x = x * config.scale
@@ -212,12 +87,14 @@ def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
     dead = state.since_fired >= config.dead_window if use_aux else None
     with _autocast(config.autocast, x.device):
         out = model.forward_train(x, dead, config.k_aux)
-        terms = sae_losses(out, x, model,
-                           alpha=config.alpha * sparsity_factor(state.step, config),
-                           aux_coef=config.aux_coef)
+        terms = comm.weigh(sae_losses(
+            out, x, model, alpha=config.alpha * sparsity_factor(state.step, config),
+            aux_coef=config.aux_coef))
     loss = sum(terms.values())
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    active, fired = _fired(state, out)
+    fired, center, n = comm.reduce_step(state.params(), fired, x)
     if model.activation.unit_norm_decoder:
         model.remove_parallel_grad_()
     if config.max_grad_norm:
@@ -228,14 +105,12 @@ def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
     opt.step()
     if model.activation.unit_norm_decoder:
         model.normalize_decoder_()
-    _track(state, out, x, terms, loss)
+    _track(state, out, x, terms, loss, (active, fired, center, n))
 
 
 @torch.no_grad()
-def _track(state: TrainState, out: dict, x: torch.Tensor, terms: dict,
-           loss: torch.Tensor) -> None:
-    """Dead-latent counters and metric sums, all on the device (no sync)."""
-    n = x.shape[0]
+def _fired(state: TrainState, out: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Active codes of the batch and the latents that fired on it."""
     if "idx" in out:
         active = out["vals"] > 0
         fired = torch.zeros_like(state.since_fired).index_add_(
@@ -243,11 +118,23 @@ def _track(state: TrainState, out: dict, x: torch.Tensor, terms: dict,
     else:
         active = out["codes"] > 0
         fired = active.any(0)
+    return active, fired
+
+
+@torch.no_grad()
+def _track(state: TrainState, out: dict, x: torch.Tensor, terms: dict,
+           loss: torch.Tensor, stats: tuple) -> None:
+    """Dead-latent counters and metric sums, all on the device (no sync).
+
+    ``stats`` holds the active codes, the latents fired on the global batch,
+    its mean and its number of rows.
+    """
+    active, fired, center, n = stats
     state.since_fired = torch.where(fired, 0, state.since_fired + n)
     xf = x.float()
     sums = {"loss": loss, **terms,
             "sse": (xf - out["x_hat"].float()).pow(2).sum(),
-            "sst": (xf - xf.mean(0)).pow(2).sum(), "nnz": active.sum()}
+            "sst": (xf - center).pow(2).sum(), "nnz": active.sum()}
     for name, val in sums.items():
         val = val.detach().double()
         state.acc[name] = state.acc[name] + val if name in state.acc else val
@@ -258,11 +145,12 @@ def _track(state: TrainState, out: dict, x: torch.Tensor, terms: dict,
 
 
 # --------------------------------------------------------------------- logging
-def _log(state: TrainState, config: TrainConfig) -> dict:
+def _log(state: TrainState, config: TrainConfig, comm: Local) -> dict:
     """Turn the metric sums into a history entry (one host synchronisation)."""
-    names = list(state.acc)
+    acc = comm.sum_dict(state.acc)
+    names = list(acc)
     dead = state.since_fired >= config.dead_window
-    stacked = torch.stack([state.acc[k] for k in names]
+    stacked = torch.stack([acc[k] for k in names]
                           + [dead.double().mean(), dead.any().double()])
     values = dict(zip(names + ["dead_fraction", "any_dead"], stacked.tolist(),
                       strict=True))
@@ -324,6 +212,7 @@ def fit_loop(
     source,
     config: TrainConfig,
     callback: Callable[[dict], bool | None] | None = None,
+    comm: Local | None = None,
 ) -> TrainState:
     """Train ``state.model`` on ``source`` until ``config.max_passes`` passes.
 
@@ -337,64 +226,83 @@ def fit_loop(
     config : TrainConfig
     callback : callable, default=None
         Called with each history entry; returning True stops training.
+    comm : Local or DataParallel, default=None
+        The process group's communicator (`sparsecode._distributed.get_comm`);
+        None trains in this process alone.
 
     Returns
     -------
     TrainState
     """
+    comm = Local() if comm is None else comm
     if config.checkpoint_dir and config.resume:
-        _maybe_resume(state, config)
+        _maybe_resume(state, config, comm)
+    comm.broadcast_module(state.model)
     opt = state.ensure_optimizer(config)
     state.model.train()
-    progress = _Progress(config.verbose, config.n_steps, state.step)
+    progress = _Progress(config.verbose and comm.is_main, config.n_steps, state.step)
     try:
-        while state.pass_index < config.max_passes:
-            if state.pass_position == 0:
-                state.pass_rng = state.data_gen.get_state()
-            else:
-                state.data_gen.set_state(state.pass_rng)
-            if _run_pass(state, source, config, opt, progress, callback):
-                break
-            if state.pass_position == 0:  # an exhausted one-shot iterator
-                break
-            state.pass_index, state.pass_position = state.pass_index + 1, 0
-        if state.acc_steps:
-            progress.update(_log(state, config))
-        if config.checkpoint_dir:
-            write_checkpoint(config.checkpoint_dir, state.step, *_ckpt(state, config))
+        with comm.attach(state.model):
+            while state.pass_index < config.max_passes:
+                if state.pass_position == 0:
+                    state.pass_rng = state.data_gen.get_state()
+                else:
+                    state.data_gen.set_state(state.pass_rng)
+                if _run_pass(state, source, config, opt, progress, callback, comm):
+                    break
+                if state.pass_position == 0:  # an exhausted one-shot iterator
+                    break
+                state.pass_index, state.pass_position = state.pass_index + 1, 0
+            if state.acc_steps:
+                progress.update(_log(state, config, comm))
+            if config.checkpoint_dir:
+                _save(state, config, comm)
+                comm.barrier()  # the next fit may read it on any rank
+        comm.broadcast_module(state.model)
     finally:
         progress.close()
         state.model.eval()
     return state
 
 
-def _run_pass(state, source, config, opt, progress, callback) -> bool:
+def _run_pass(state, source, config, opt, progress, callback, comm) -> bool:
     """One pass over ``source``; True when training must stop."""
     t0 = time.perf_counter()
-    for batch in source.batches(state.data_gen, start=state.pass_position):
-        _train_step(state, batch, config, opt)
+    for batch in comm.batches(source, state.data_gen, start=state.pass_position):
+        _train_step(state, batch, config, opt, comm)
         state.pass_position += 1
         if state.step % config.log_every == 0:
             state.elapsed += time.perf_counter() - t0
             t0 = time.perf_counter()
-            entry = _log(state, config)
+            entry = _log(state, config, comm)
             progress.update(entry)
-            if callback is not None and callback(entry):
+            if callback is not None and comm.any(callback(entry)):
                 return True
         if (config.checkpoint_dir and config.checkpoint_every
                 and state.step % config.checkpoint_every == 0):
-            write_checkpoint(config.checkpoint_dir, state.step, *_ckpt(state, config))
+            _save(state, config, comm)
     state.elapsed += time.perf_counter() - t0
     return False
 
 
-def _ckpt(state: TrainState, config: TrainConfig) -> tuple[dict, dict]:
-    tensors, meta = state.to_checkpoint()
-    return tensors, {**meta, "fingerprint": config.fingerprint}
+def _save(state: TrainState, config: TrainConfig, comm: Local) -> None:
+    """Checkpoint with the metric sums of all ranks, written by rank 0 alone."""
+    acc = comm.sum_dict(state.acc)
+    if comm.is_main:
+        tensors, meta = state.to_checkpoint()
+        tensors.update({f"acc.{k}": v for k, v in acc.items()})
+        write_checkpoint(config.checkpoint_dir, state.step, tensors,
+                         {**meta, "fingerprint": config.fingerprint})
 
 
-def _maybe_resume(state: TrainState, config: TrainConfig) -> None:
+def _maybe_resume(state: TrainState, config: TrainConfig, comm: Local) -> None:
     found = read_checkpoint(config.checkpoint_dir)
-    if found is None or found[1].get("fingerprint") != config.fingerprint:
-        return
-    state.load_checkpoint(*found)
+    if found is not None and found[1].get("fingerprint") != config.fingerprint:
+        found = None
+    comm.check_same([-1 if found is None else found[1]["step"]],
+                    "The checkpoint step found in checkpoint_dir (which must be "
+                    "on a file system shared by all processes)")
+    if found is not None:
+        state.load_checkpoint(*found)
+        if not comm.is_main:  # rank 0 holds the global metric sums
+            state.acc = {k: torch.zeros_like(v) for k, v in state.acc.items()}

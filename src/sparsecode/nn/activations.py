@@ -156,6 +156,9 @@ class BatchTopK(Activation):
 
     loss_terms = ("mse", "auxk")
     unit_norm_decoder = True
+    #: set by `sparsecode._distributed` on several processes: (flat ReLU values,
+    #: k) -> the k * global_batch largest of the global batch, same on all.
+    global_top = None
 
     def __init__(self, n_components: int, k: int, threshold_lr: float = 0.01) -> None:
         super().__init__(n_components)
@@ -179,6 +182,8 @@ class BatchTopK(Activation):
             thr = self.threshold.to(pre_BM.dtype)
             return torch.where(pre_BM > thr.clamp_min(0), pre_BM, 0.0)
         relu_BM = torch.relu(pre_BM)
+        if self.global_top is not None:
+            return self._global_forward(relu_BM)
         flat = relu_BM.reshape(-1)
         n_keep = min(self.k * pre_BM.shape[0], flat.numel())
         idx = flat.topk(n_keep, sorted=False).indices
@@ -186,6 +191,12 @@ class BatchTopK(Activation):
         codes = relu_BM * mask.view_as(relu_BM)
         self._update_threshold(codes.detach())
         return codes
+
+    def _global_forward(self, relu_BM: torch.Tensor) -> torch.Tensor:
+        top = self.global_top(relu_BM.detach().reshape(-1), self.k)
+        cut = top.min().to(relu_BM.dtype)
+        self._update_threshold(top)  # the kept values of the global batch
+        return relu_BM * ((relu_BM >= cut) & (relu_BM > 0))
 
     @torch.no_grad()
     def _update_threshold(self, codes_BM: torch.Tensor) -> None:
