@@ -36,7 +36,7 @@ def _bcd_pass(
         if unused[k]:
             row.copy_(candidates[k])
         else:  # V_k += (B_k - A_k V) / A_kk
-            row.add_(B_rows[k] - torch.mv(V_T, A_rows[k]))
+            row.add_(torch.addmv(B_rows[k], V_T, A_rows[k], alpha=-1.0))
         if positive:
             row.clamp_(min=0.0)
         row.div_(torch.linalg.vector_norm(row).clamp_(min=1.0))

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._homotopy import homotopy
+
 __all__ = [
     "SolverResult",
     "SOLVERS",
@@ -245,88 +247,6 @@ def _masked_solve(
     return torch.where(valid, w, 0.0)
 
 
-def _homotopy_step(G, C, U, corr, lam, sgn, alpha, positive, lasso=True):
-    """One breakpoint of the lasso homotopy for every row.
-
-    ``sgn`` holds +1/-1 for the active atoms (the sign their code must keep)
-    and 0 elsewhere. Returns the updated ``U, corr, lam, sgn``.
-    """
-    big = torch.finfo(C.dtype).max
-    eps = torch.finfo(C.dtype).eps * 10
-    active = sgn != 0
-    idx, valid = _padded_support(active)
-    d_S = _masked_solve(G, idx, valid, sgn.gather(1, idx))
-    d = torch.zeros_like(U).scatter_(1, idx, d_S)
-    a = d @ G  # rate of change of the correlations
-    lam_ = lam.unsqueeze(1)
-    # steps after which an inactive atom's correlation reaches +lam / -lam
-    g_up = torch.where(active, big, (lam_ - corr) / (1 - a))
-    g_up = torch.where(g_up > eps, g_up, big)
-    if positive:
-        g_in = g_up
-    else:
-        g_dn = torch.where(active, big, (lam_ + corr) / (1 + a))
-        g_in = torch.minimum(g_up, torch.where(g_dn > eps, g_dn, big))
-    g_enter, j_enter = g_in.min(1)
-    up = g_up.gather(1, j_enter.unsqueeze(1)).squeeze(1) <= g_enter
-    # an active code moving against its sign leaves when it reaches zero
-    # (computed on the padded support only: (n, s) instead of (n, K))
-    U_S = U.gather(1, idx)
-    if lasso:
-        leaving = valid & (sgn.gather(1, idx) * d_S < 0)
-        g_drop = torch.where(leaving, U_S.abs() / d_S.abs(), big)
-        g_out, pos_out = g_drop.min(1)
-        j_out = idx.gather(1, pos_out.unsqueeze(1)).squeeze(1)
-    else:
-        g_out, j_out = torch.full_like(lam, big), j_enter
-    gamma = torch.minimum(torch.minimum(g_enter, g_out), lam - alpha).clamp_min(0)
-    U.scatter_(1, idx, U_S + gamma.unsqueeze(1) * d_S)
-    corr = corr.addcmul_(gamma.unsqueeze(1), a, value=-1.0)
-    finished = gamma >= lam - alpha
-    lam = torch.where(finished, torch.full_like(lam, alpha), lam - gamma)
-    drop = ~finished & (g_out <= g_enter)
-    enter = ~finished & ~drop
-    new_sign = torch.where(up, 1.0, -1.0).to(C.dtype)
-    rows = torch.arange(C.shape[0], device=C.device)
-    sgn[rows[enter], j_enter[enter]] = new_sign[enter]
-    sgn[rows[drop], j_out[drop]] = 0.0
-    U[rows[drop], j_out[drop]] = 0.0
-    return U, corr, lam, sgn
-
-
-def _homotopy(
-    G: torch.Tensor, C: torch.Tensor, alpha: float, *, max_steps: int,
-    positive: bool, lasso: bool,
-) -> SolverResult:
-    """Follow every row's homotopy path from ``lambda = max|c|`` to ``alpha``."""
-    U_out = torch.zeros_like(C)
-    lam = C.amax(1) if positive else C.abs().amax(1)
-    todo = torch.nonzero(lam > alpha).squeeze(1)
-    if todo.numel() == 0:
-        return SolverResult(U_out, 0, True)
-    Cb, lam = C[todo], lam[todo]
-    corr = Cb.clone()
-    j0 = (corr if positive else corr.abs()).argmax(1, keepdim=True)
-    sgn = torch.zeros_like(Cb).scatter_(1, j0, corr.gather(1, j0).sign())
-    U = torch.zeros_like(Cb)
-    it = 0
-    while it < max_steps and todo.numel() > 0:
-        it += 1
-        U, corr, lam, sgn = _homotopy_step(
-            G, Cb, U, corr, lam, sgn, alpha, positive, lasso
-        )
-        done = lam <= alpha  # finished rows stay frozen (their step is 0)
-        n_done = int(done.sum())
-        if n_done == todo.numel() or n_done * 4 > todo.numel():
-            U_out[todo[done]] = U[done]
-            keep = ~done
-            todo, Cb, U, corr = todo[keep], Cb[keep], U[keep], corr[keep]
-            lam, sgn = lam[keep], sgn[keep]
-    if todo.numel() > 0:
-        U_out[todo] = U
-    return SolverResult(U_out, it, todo.numel() == 0)
-
-
 def lasso_lars(
     G: torch.Tensor,
     C: torch.Tensor,
@@ -349,7 +269,9 @@ def lasso_lars(
 
     ``max_iter`` bounds the number of breakpoints per sample.
     """
-    return _homotopy(G, C, alpha, max_steps=max_iter, positive=positive, lasso=True)
+    codes, steps, done = homotopy(G, C, alpha, max_steps=max_iter, positive=positive,
+                                  lasso=True)
+    return SolverResult(codes, steps, done)
 
 
 def omp(
@@ -403,8 +325,8 @@ def lars(G: torch.Tensor, C: torch.Tensor, n_nonzero_coefs: int) -> SolverResult
     ``Lars(n_nonzero_coefs=k)`` (``lars_path`` with ``max_iter=k``).
     """
     k = min(int(n_nonzero_coefs), C.shape[1])
-    res = _homotopy(G, C, 0.0, max_steps=k, positive=False, lasso=False)
-    return SolverResult(res.codes, res.n_iter, True)
+    codes, steps, _ = homotopy(G, C, 0.0, max_steps=k, positive=False, lasso=False)
+    return SolverResult(codes, steps, True)
 
 
 Solver = Callable[..., SolverResult]
