@@ -94,6 +94,34 @@ def test_classic_estimators_round_trip(tmp_path, est):
             np.testing.assert_array_equal(getattr(back, name), getattr(est, name))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_minibatch_partial_fit_continues_after_save_load(tmp_path, dtype):
+    # a saved MiniBatchDictionaryLearning goes on learning exactly as if it had
+    # never been saved: online statistics, step count, early-stopping state and
+    # the generator (used to resample unused atoms) all survive the round trip
+    Xb = RNG.randn(120, 6).astype(dtype)
+
+    def make():
+        return MiniBatchDictionaryLearning(n_components=10, alpha=0.3,
+                                           random_state=0, device="cpu")
+
+    ref, est = make(), make()
+    for lo in (0, 40):
+        ref.partial_fit(Xb[lo:lo + 40])
+        est.partial_fit(Xb[lo:lo + 40])
+    save(est, tmp_path / "m")
+    back = load(tmp_path / "m")
+    ref.partial_fit(Xb[80:])
+    back.partial_fit(Xb[80:])
+    assert back.n_steps_ == ref.n_steps_ == 3
+    assert back.components_.dtype == dtype
+    np.testing.assert_array_equal(back.components_, ref.components_)
+    np.testing.assert_array_equal(back._A.numpy(), ref._A.numpy())
+    # and a generator draw after loading equals the one without the round trip
+    assert torch.equal(torch.rand(3, generator=back._gen),
+                       torch.rand(3, generator=ref._gen))
+
+
 def test_load_validates_files(tmp_path):
     est = _sae("relu")
     path = save(est, tmp_path / "m")

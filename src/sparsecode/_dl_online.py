@@ -15,6 +15,7 @@ from ._coding import check_algorithm, encode_chunks
 from ._dict_update import online_beta, svd_init, update_dict
 from ._sparse_coder import _FIT_ALGORITHMS, _TRANSFORM_CONSTRAINTS, _BaseSparseCoding
 from ._sparse_coder import _generator as generator_from
+from .base import _GeneratorState, torch_dtype
 
 __all__ = ["MiniBatchDictionaryLearning"]
 
@@ -141,6 +142,33 @@ split_sign, positive_code, transform_max_iter
 
     def _dictionary(self):
         return self.components_
+
+    # ------------------------------------------------------ save / resume
+    def _resume_state(self) -> dict[str, Any]:
+        """What `partial_fit` needs beyond the fitted attributes (for `save`)."""
+        return {
+            "A": self._A.cpu(), "B": self._B.cpu(),
+            "generator": self._gen.get_state(),
+            "generator_device": str(self._gen.device),
+            "ewa_cost": self._ewa_cost, "ewa_cost_min": self._ewa_cost_min,
+            "no_improvement": self._no_improvement,
+        }
+
+    def _restore_resume_state(
+        self, state: dict[str, Any], device: torch.device
+    ) -> None:
+        """Inverse of `_resume_state` (called by `load` after the attributes)."""
+        dtype = torch_dtype(self.components_.dtype)
+        self._n_components = self.components_.shape[0]
+        self._V = torch.as_tensor(self.components_, device=device).to(dtype).clone()
+        self._A = torch.as_tensor(state["A"], device=device).to(dtype)
+        self._B = torch.as_tensor(state["B"], device=device).to(dtype)
+        self._gen = _GeneratorState(state["generator_device"], torch.as_tensor(
+            state["generator"], dtype=torch.uint8)).restore(device)
+        self._ewa_cost, self._ewa_cost_min = state["ewa_cost"], state["ewa_cost_min"]
+        self._no_improvement = state["no_improvement"]
+        self._t0 = time.perf_counter() - (self.history_[-1]["time"]
+                                          if self.history_ else 0.0)
 
     # ----------------------------------------------------------------- setup
     def _start(self, X: torch.Tensor) -> torch.Tensor:

@@ -141,6 +141,9 @@ def save(est: BaseSparseEstimator, path: str | os.PathLike) -> Path:
         tensors.update({f"module.{k}": v for k, v in module.state_dict().items()})
         extra = {"module": module.config(), "scale": est._scale,
                  "dtype": str(module.W_dec.dtype).replace("torch.", "")}
+    if hasattr(est, "_resume_state"):  # what partial_fit needs to go on
+        extra["resume"], resume_tensors = _split(est._resume_state(), "resume")
+        tensors.update(resume_tensors)
     config = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "class": type(est).__name__, "params": params, "fitted": fitted,
               **extra, "tensors": {k: [list(v.shape), str(v.dtype)]
@@ -197,7 +200,10 @@ def load(path: str | os.PathLike, device: str | None = None) -> BaseSparseEstima
     Returns
     -------
     BaseSparseEstimator
-        Fitted; `SparseAutoencoder` optimizer state is not saved, so a later
+        Fitted. A `MiniBatchDictionaryLearning` keeps its online statistics
+        and random state, so ``partial_fit`` goes on exactly as it would have
+        without the round trip; `SparseAutoencoder` optimizer state is not
+        saved (use ``checkpoint_dir`` to resume training), so a later
         ``partial_fit`` starts Adam afresh.
     """
     path = Path(path)
@@ -211,6 +217,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> BaseSparseEstima
     for name, value in fitted.items():
         setattr(est, name, value)
     est._device = dev
+    if "resume" in config and hasattr(est, "_restore_resume_state"):
+        est._restore_resume_state(_unsplit(config["resume"], tensors), dev)
     return est
 
 
