@@ -24,7 +24,6 @@ __all__ = [
     "IterableBatches",
     "MemmapBatches",
     "TensorBatches",
-    "check_codes",
     "make_source",
 ]
 
@@ -274,20 +273,3 @@ def make_source(est, X: Any, *, reset: bool):
         return src
     Xt, _ = est._validate_input(X, reset=reset)
     return TensorBatches(Xt if dtype is None else Xt.to(dtype), bs)
-
-
-def check_codes(X: Any, width: int, device: torch.device) -> torch.Tensor:
-    """Codes given to ``inverse_transform`` as a finite float tensor on ``device``."""
-    from sklearn.utils import check_array
-
-    if isinstance(X, torch.Tensor):
-        t = X if X.dtype in (torch.float32, torch.float64) else X.float()
-    else:
-        t = torch.as_tensor(check_array(X, dtype=[np.float64, np.float32]))
-    if t.ndim != 2 or t.shape[1] != width:
-        raise ValueError(
-            f"codes must have shape (n_samples, {width}), got {tuple(t.shape)}."
-        )
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError("codes contain NaN or infinity.")
-    return t.to(device)

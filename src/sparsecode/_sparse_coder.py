@@ -67,62 +67,14 @@ class _BaseSparseCoding(BaseSparseEstimator):
             codes = torch.cat([codes.clamp_min(0), (-codes).clamp_min(0)], 1)
         return codes
 
-    def transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """Encode ``X`` with ``transform_algorithm`` against the dictionary.
+    def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        return self._encode(X, self._dictionary_tensor(X))
 
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        codes : ndarray (or tensor on X's device) of shape (n_samples, n_components)
-            ``2 * n_components`` columns when ``split_sign``.
-        """
-        self._check_fitted()
-        Xt, as_tensor = self._validate_input(X, reset=False)
-        codes = self._encode(Xt, self._dictionary_tensor(Xt))
-        return self._to_output(codes, as_tensor, X if as_tensor else None)
-
-    def inverse_transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """Reconstruct data from codes: ``codes @ components``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_components)
-            Codes (``2 * n_components`` columns when ``split_sign``).
-
-        Returns
-        -------
-        X_original : ndarray (or tensor) of shape (n_samples, n_features)
-        """
-        self._check_fitted()
-        as_tensor = isinstance(X, torch.Tensor)
-        expected = self._dictionary().shape[0] * (2 if self.split_sign else 1)
-        codes = self._validate_codes(X, expected)
-        V = self._dictionary_tensor(codes)
+    def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
         if self.split_sign:
             half = codes.shape[1] // 2
             codes = codes[:, :half] - codes[:, half:]
-        out = codes @ V
-        return self._to_output(out, as_tensor, X if as_tensor else None)
-
-    def _validate_codes(self, X: Any, expected: int) -> torch.Tensor:
-        from sklearn.utils import check_array
-
-        if isinstance(X, torch.Tensor):
-            t = X if X.is_floating_point() else X.to(torch.float32)
-            if t.ndim != 2:
-                raise ValueError(f"Expected 2D codes, got shape {tuple(t.shape)}.")
-        else:
-            t = torch.as_tensor(check_array(X, dtype=[np.float64, np.float32]))
-        if t.shape[1] != expected:
-            raise ValueError(
-                "The number of components in the code is different from the number "
-                f"of components in the dictionary. Expected {expected}, got "
-                f"{t.shape[1]}."
-            )
-        return t.to(self._fit_device())
+        return codes @ self._dictionary_tensor(codes)
 
 
 class SparseCoder(_BaseSparseCoding):

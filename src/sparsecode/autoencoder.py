@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import metrics
 from ._distributed import get_comm
-from ._sae_data import check_codes, make_source
+from ._sae_data import make_source
 from .base import BaseSparseEstimator, DeviceOption
 from .nn.activations import ACTIVATIONS
 from .nn.modules import SparseAutoencoderModule
@@ -396,40 +396,13 @@ class SparseAutoencoder(BaseSparseEstimator):
                  for lo in range(0, Xt.shape[0], _TRANSFORM_ROWS)]
         return torch.cat(parts).to(Xt.dtype)
 
-    def transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """Codes of X (batchtopk uses its learned threshold).
+    def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        return self._encode(X)  # batchtopk: its learned threshold
 
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        codes : ndarray (or tensor on X's device) of shape (n_samples, n_components)
-        """
-        self._check_fitted()
-        Xt, as_tensor = self._validate_input(X, reset=False)
-        return self._to_output(self._encode(Xt), as_tensor, X if as_tensor else None)
-
-    def inverse_transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """Reconstruction ``codes @ components_ + b_pre``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_components)
-            Codes.
-
-        Returns
-        -------
-        X_original : ndarray (or tensor on X's device) of shape (n_samples, n_features)
-        """
-        self._check_fitted()
-        as_tensor = isinstance(X, torch.Tensor)
+    def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
         model = self.module_
-        codes = check_codes(X, model.n_components, self._fit_device())
-        with torch.no_grad():
-            out = model.decode(codes.to(model.W_dec.dtype)).to(codes.dtype)
-        return self._to_output(out, as_tensor, X if as_tensor else None)
+        with torch.no_grad():  # codes @ components_ + b_pre
+            return model.decode(codes.to(model.W_dec.dtype)).to(codes.dtype)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative fraction of variance unexplained, ``-fvu(X, X_hat)``.

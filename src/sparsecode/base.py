@@ -207,6 +207,68 @@ class BaseSparseEstimator(
             device=device, dtype=dtype
         )
 
+    # ------------------------------------------------------ transform / back
+    def transform(self, X: Any) -> np.ndarray | torch.Tensor:
+        """Sparse codes of ``X`` (see the class docstring for how they are made).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_features_out)
+            A tensor on X's device when X is a tensor.
+        """
+        self._check_fitted()
+        Xt, as_tensor = self._validate_input(X, reset=False)
+        codes = self._transform_tensor(Xt)
+        return self._to_output(codes, as_tensor, X if as_tensor else None)
+
+    def inverse_transform(self, X: Any) -> np.ndarray | torch.Tensor:
+        """Reconstruct data from codes (the decoder applied to ``X``).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features_out)
+            Codes, as `transform` returns them.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features_in_)
+            A tensor on X's device when X is a tensor.
+        """
+        self._check_fitted()
+        as_tensor = isinstance(X, torch.Tensor)
+        codes = self._check_codes(X, self._n_features_out)
+        out = self._inverse_transform_tensor(codes)
+        return self._to_output(out, as_tensor, X if as_tensor else None)
+
+    def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check_codes(self, X: Any, width: int) -> torch.Tensor:
+        """Codes given to `inverse_transform`: a finite 2-D float tensor of
+        ``width`` columns, on the fit device."""
+        from sklearn.utils import check_array
+
+        if isinstance(X, torch.Tensor):
+            t = X if X.dtype in (torch.float32, torch.float64) else X.float()
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError("codes contain NaN or infinity.")
+        else:
+            t = torch.as_tensor(check_array(X, dtype=[np.float64, np.float32]))
+        if t.ndim != 2 or t.shape[1] != width:
+            raise ValueError(
+                f"codes must have shape (n_samples, {width}): the number of "
+                f"components in the code must match the estimator's, got "
+                f"{tuple(t.shape)}."
+            )
+        return t.to(self._fit_device())
+
     # ------------------------------------------------------------ properties
     @property
     def _n_features_out(self) -> int:
