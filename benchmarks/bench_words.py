@@ -9,6 +9,10 @@
    the number of words, so ``20 * 400k/20k`` times its epoch time is what 20
    epochs on all words would take; the ratio to (1) is the speed-up.
    The batched estimator is also timed on the same 20k subset.
+3. ``transform`` of the next 20k (unseen) words with the 20k-word model:
+   the default solver (FISTA finished exactly on its support) against the
+   lasso homotopy (``transform_algorithm="lasso_lars"``); both give the exact
+   minimiser, so the report gives their time and largest code difference.
 
 Usage::
 
@@ -88,6 +92,26 @@ def _report(name: str, est: SparseOvercompleteVectors, seconds: float) -> None:
           f"{(est.codes_ == 0).mean():.1%} zeros")
 
 
+def transform_speed(est: SparseOvercompleteVectors, X: np.ndarray) -> None:
+    """Time ``transform`` of unseen words with both solvers; compare their
+    per-word objectives (float64) and codes."""
+    D, lam = est.components_.astype(np.float64), est.alpha_
+    codes = {}
+    for algo in ("fista", "lasso_lars"):
+        est.set_params(transform_algorithm=algo)
+        t0 = time.perf_counter()
+        codes[algo] = A = est.transform(X)
+        seconds = time.perf_counter() - t0
+        resid = X - A.astype(np.float64) @ D
+        obj = (resid**2).sum(1) + lam * np.abs(A).sum(1)
+        print(f"transform of {len(X)} unseen words, {algo}: {seconds:.1f} s, "
+              f"objective per word {obj.mean():.6f}")
+    est.set_params(transform_algorithm="fista")
+    diff = np.abs(codes["fista"] - codes["lasso_lars"]).max(1)
+    print(f"codes differ by more than 1e-3 on {(diff > 1e-3).sum()} words "
+          f"(largest {diff.max():.2e})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-words", type=int, default=None, help="default: all 400k")
@@ -96,6 +120,8 @@ def main() -> None:
     p.add_argument("--ref-words", type=int, default=20000)
     p.add_argument("--ref-epochs", type=int, default=2,
                    help="epochs of the per-word loop (20: compare objectives)")
+    p.add_argument("--transform-words", type=int, default=20000,
+                   help="unseen words to encode with both solvers (0: skip)")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cpus; load average {os.getloadavg()[0]:.2f}")
@@ -125,6 +151,8 @@ def main() -> None:
     print(f"speed-up of the batched estimator: {extrapolated / t_big:.0f}x "
           f"(per epoch on the same {len(sub)} words: "
           f"{per_epoch / (small.history_[-1]['time'] / small.n_iter_):.0f}x)")
+    if args.transform_words:
+        transform_speed(small, X[len(sub): len(sub) + args.transform_words])
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

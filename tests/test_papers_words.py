@@ -67,7 +67,10 @@ def test_faruqui_quick_table(faruqui):
             assert rows[name]["ws353"] > dense["ws353"] - 0.1
             assert rows[name]["newsgroups_acc"] > 0.75
         assert rows["B (binarized)"]["sparsity"] == rows["non-negative"]["sparsity"]
-        assert rows["non-negative, D >= 0"]["sparsity"] > 0.99  # collapses
+        # D >= 0 loses the negative entries but no longer collapses to all
+        # zeros (measured: 95% / 99% zeros, WS-353 0.43 / 0.72)
+        both = rows["non-negative, D >= 0"]
+        assert 0.85 < both["sparsity"] < 0.995 and both["ws353"] > 0.3
     # measured: non-negative GloVe dims are far more interpretable (1.58 vs 1.24)
     glove = _rows(faruqui, "glove")
     assert glove["non-negative"]["intrusion_ratio"] > glove["dense"]["intrusion_ratio"]
@@ -81,7 +84,8 @@ def test_spine_quick_table(spine):
         rows = _rows(spine, kind)
         sp = rows["SPINE"]
         assert sp["dims"] == 1000
-        assert 0.4 < sp["sparsity"] < 1  # quick: 20 epochs, measured 0.56-0.62
+        # quick: 20 epochs of Adam, measured 0.90 (GloVe) and 0.74 (MiniLM)
+        assert (0.85 if kind == "glove" else 0.65) < sp["sparsity"] < 1
         assert sp["ws353"] > rows["dense"]["ws353"] - 0.15
         assert rows["SPINE, noisy export (public code)"]["ws353"] != sp["ws353"]
 

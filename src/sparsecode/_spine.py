@@ -1,8 +1,8 @@
 """`SPINE`: sparse interpretable word embeddings (Subramanian et al. 2018).
 
 A denoising autoencoder with a capped ReLU,
-``h = clamp(W1 (x + noise) + b1, 0, 1)``, ``x_hat = W2 h + b2``, trained by
-plain SGD on ``MSE + ASL + PSL`` (all weights 1):
+``h = clamp(W1 (x + noise) + b1, 0, 1)``, ``x_hat = W2 h + b2``, trained on
+``MSE + ASL + PSL`` (all weights 1, as in the public code):
 
 * ``MSE = mean over the batch and features of (x_hat - x)**2``;
 * ``ASL = sum_j max(0, mean_batch(h_j) - rho*)**2 / H`` with
@@ -10,6 +10,20 @@ plain SGD on ``MSE + ASL + PSL`` (all weights 1):
   the batch, as in the paper (the public code averages over the units of each
   example instead);
 * ``PSL = sum h (1 - h) / (B H)``, pushing activations to 0 or 1.
+
+ASL caps each unit's *average activation* at ``rho*``; the fraction of zeros
+reaches ``sparsity`` only as PSL makes the activations binary (then 15%
+average activation means 15% ones).
+
+Optimiser. The paper and its code use plain SGD at lr 0.1 for 4000 epochs;
+in the few epochs a CPU affords, SGD leaves SPINE far from that point:
+after 20 epochs on 4705 GloVe-50d words it had 62% zeros, and on 2453
+MiniLM token vectors (384 features: the MSE, a mean over features, gives
+each output a gradient 8 times smaller than GloVe-50d's) it had barely
+learned to reconstruct (FVU 0.82, 56% zeros). Adam
+(lr 1e-3, the default ``optimizer``) reaches 90% zeros on GloVe with better
+word similarity than SGD, and FVU 0.07 with 74% zeros on MiniLM, in the same
+20 epochs; ``optimizer="sgd"`` gives the paper's setting.
 
 ``transform`` encodes clean inputs (the public code exports the embeddings of
 noised inputs). The small training loop lives here for now, with its
@@ -31,16 +45,16 @@ import time
 from numbers import Integral, Real
 from typing import Any
 
-import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._sparse_coder import _generator
 from .base import BaseSparseEstimator, DeviceOption
 
-__all__ = ["SPINE", "spine_loss_terms", "spine_sgd_step"]
+__all__ = ["SPINE", "spine_gradients", "spine_loss_terms", "spine_sgd_step"]
 
 _TARGET_RMS = 0.7
+_DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
 
 
 def spine_loss_terms(h: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor,
@@ -67,13 +81,14 @@ def spine_loss_terms(h: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor,
             "psl": (h * (1 - h)).sum() / h.numel()}
 
 
-def spine_sgd_step(params: list[torch.Tensor], x: torch.Tensor,
-                   x_noisy: torch.Tensor, lr: float, rho_star: float) -> torch.Tensor:
-    """One SGD step on ``MSE + ASL + PSL`` in place; returns the three terms.
+def spine_gradients(params: list[torch.Tensor], x: torch.Tensor,
+                    x_noisy: torch.Tensor, rho_star: float
+                    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The three loss terms of one batch and the gradients of their sum.
 
     ``params`` is ``[W1 (H, d), b1 (H,), W2 (d, H), b2 (d,)]``; the gradients
     are those of `spine_loss_terms` (clamp passes gradient where
-    ``0 <= z <= 1``, as autograd does).
+    ``0 <= z <= 1``, as autograd does), in the same order.
     """
     W1, b1, W2, b2 = params
     B, d = x.shape
@@ -87,11 +102,36 @@ def spine_sgd_step(params: list[torch.Tensor], x: torch.Tensor,
     d_out = r.mul_(2.0 / (B * d))
     dh = torch.addmm(excess.mul_(2.0 / (H * B)), d_out, W2)
     dh.add_(1 - 2 * h, alpha=1.0 / (B * H)).mul_((z >= 0) & (z <= 1))
-    W2.addmm_(d_out.T, h, alpha=-lr)
-    b2.sub_(d_out.sum(0), alpha=lr)
-    W1.addmm_(dh.T, x_noisy, alpha=-lr)
-    b1.sub_(dh.sum(0), alpha=lr)
+    return terms, [dh.T @ x_noisy, dh.sum(0), d_out.T @ h, d_out.sum(0)]
+
+
+def spine_sgd_step(params: list[torch.Tensor], x: torch.Tensor,
+                   x_noisy: torch.Tensor, lr: float, rho_star: float) -> torch.Tensor:
+    """One SGD step on ``MSE + ASL + PSL`` in place; returns the three terms."""
+    terms, grads = spine_gradients(params, x, x_noisy, rho_star)
+    torch._foreach_add_(params, grads, alpha=-lr)
     return terms
+
+
+class _Adam:
+    """Adam (Kingma & Ba, default betas and eps) on a list of tensors."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float) -> None:
+        self.lr, self.step = lr, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        self.step += 1
+        torch._foreach_lerp_(self.m, grads, 1 - b1)
+        torch._foreach_mul_(self.v, b2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
+        c1, c2 = 1 - b1**self.step, 1 - b2**self.step
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, math.sqrt(c2))
+        torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(params, self.m, denom, value=-self.lr / c1)
 
 
 @contextlib.contextmanager
@@ -125,15 +165,20 @@ class SPINE(BaseSparseEstimator):
     n_components : int, default=1000
         Hidden units (output dimensions).
     sparsity : float, default=0.85
-        Target fraction of zeros; ``rho* = 1 - sparsity``.
+        Target fraction of zeros: ASL caps each unit's average activation at
+        ``rho* = 1 - sparsity`` (see the module docstring).
     noise : float, default=0.2
         Std of the Gaussian input noise, relative to an rms entry of 0.7
         (see the module docstring).
     max_iter : int, default=150
-        Epochs (the paper runs 4000; 150 give about 85% zeros on GloVe-50d).
+        Epochs (the paper runs 4000 of SGD). With Adam, 20 epochs gave 90%
+        zeros on 4705 GloVe-50d words and 50 gave 94% on 20000; on MiniLM
+        token vectors sparsity grows slowly (76% after 40 epochs on 20000).
     batch_size : int, default=64
-    learning_rate : float, default=0.1
-        SGD step (no momentum).
+    optimizer : {"adam", "sgd"}, default="adam"
+        Adam, or the paper's plain SGD (see the module docstring).
+    learning_rate : float, default=None
+        Step size; None: 1e-3 for Adam, 0.1 (the paper's) for SGD.
     random_state : int, RandomState instance or None, default=None
     device : str, default="auto"
     verbose : bool or int, default=False
@@ -157,20 +202,22 @@ class SPINE(BaseSparseEstimator):
         "noise": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions({"adam", "sgd"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
         "random_state": ["random_state"],
         "device": [DeviceOption()],
         "verbose": ["verbose"],
     }
 
     def __init__(self, n_components=1000, *, sparsity=0.85, noise=0.2, max_iter=150,
-                 batch_size=64, learning_rate=0.1, random_state=None, device="auto",
-                 verbose=False):
+                 batch_size=64, optimizer="adam", learning_rate=None, random_state=None,
+                 device="auto", verbose=False):
         self.n_components = n_components
         self.sparsity = sparsity
         self.noise = noise
         self.max_iter = max_iter
         self.batch_size = batch_size
+        self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.random_state = random_state
         self.device = device
@@ -186,7 +233,18 @@ class SPINE(BaseSparseEstimator):
                           _uniform((H,), a, self._gen, X),
                           _uniform((d, H), b, self._gen, X),
                           _uniform((d,), b, self._gen, X)]
+        lr = self.learning_rate or _DEFAULT_LR[self.optimizer]
+        self._adam = _Adam(self._t_params, lr) if self.optimizer == "adam" else None
         self.n_iter_, self.history_, self._t0 = 0, [], time.perf_counter()
+
+    def _step(self, x: torch.Tensor, x_noisy: torch.Tensor, rho: float) -> torch.Tensor:
+        terms, grads = spine_gradients(self._t_params, x, x_noisy, rho)
+        if self._adam is None:
+            lr = self.learning_rate or _DEFAULT_LR["sgd"]
+            torch._foreach_add_(self._t_params, grads, alpha=-lr)
+        else:
+            self._adam.update(self._t_params, grads)
+        return terms
 
     def _epoch(self, Xi: torch.Tensor) -> None:
         n, rho = Xi.shape[0], 1.0 - self.sparsity
@@ -197,8 +255,7 @@ class SPINE(BaseSparseEstimator):
         sums, n_batches = Xi.new_zeros(3), 0
         for lo in range(0, n, self.batch_size):
             hi = min(lo + self.batch_size, n)
-            sums += spine_sgd_step(self._t_params, Xs[lo:hi], noisy[lo:hi],
-                                   self.learning_rate, rho)
+            sums += self._step(Xs[lo:hi], noisy[lo:hi], rho)
             n_batches += 1
         self.n_iter_ += 1
         mse, asl, psl = (sums / n_batches).tolist()
@@ -254,41 +311,16 @@ class SPINE(BaseSparseEstimator):
         b = self._tensor(self.encoder_bias_, X.device, X.dtype)
         return torch.addmm(b, X, W.T).clamp_(0, 1)
 
-    def transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """SPINE embeddings of clean (un-noised) inputs, in [0, 1].
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray (or tensor on X's device) of shape (n_samples, n_components)
-        """
-        self._check_fitted()
-        Xt, as_tensor = self._validate_input(X, reset=False)
-        return self._to_output(self._encode(Xt), as_tensor, X if as_tensor else None)
+    def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        return self._encode(X)  # clean (un-noised) inputs, in [0, 1]
 
     def _decode(self, h: torch.Tensor) -> torch.Tensor:
         V = self._tensor(self.components_, h.device, h.dtype)
         b = self._tensor(self.decoder_bias_, h.device, h.dtype)
         return torch.addmm(b, h, V)
 
-    def inverse_transform(self, X: Any) -> np.ndarray | torch.Tensor:
-        """Decode embeddings: ``h @ components_ + decoder_bias_``.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_components)
-
-        Returns
-        -------
-        ndarray (or tensor) of shape (n_samples, n_features)
-        """
-        self._check_fitted()
-        as_tensor = isinstance(X, torch.Tensor)
-        h = _as_codes(X, self.components_.shape[0], self._fit_device())
-        return self._to_output(self._decode(h), as_tensor, X if as_tensor else None)
+    def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._decode(codes)  # h @ components_ + decoder_bias_
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative training loss ``MSE + ASL + PSL`` on clean inputs.
@@ -306,17 +338,3 @@ class SPINE(BaseSparseEstimator):
         s = self._scale
         terms = spine_loss_terms(h, self._decode(h) / s, Xt / s, 1.0 - self.sparsity)
         return -float(sum(terms.values()))
-
-
-def _as_codes(X: Any, n_components: int, device: torch.device) -> torch.Tensor:
-    """Validate codes for ``inverse_transform``: 2-D float, right width."""
-    from sklearn.utils import check_array
-
-    if isinstance(X, torch.Tensor):
-        t = X if X.is_floating_point() else X.to(torch.float32)
-    else:
-        t = torch.as_tensor(check_array(X, dtype=[np.float64, np.float32]))
-    if t.ndim != 2 or t.shape[1] != n_components:
-        raise ValueError(f"codes must have shape (n_samples, {n_components}), "
-                         f"got {tuple(t.shape)}.")
-    return t.to(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Report"]
+__all__ = ["Report", "effect_notes", "rows_by_group"]
 
 
 def _cell(v: Any) -> str:
@@ -55,3 +55,59 @@ class Report:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+
+def rows_by_group(table: list[dict], group: str = "vectors",
+                  key: str = "method") -> dict[str, dict[str, dict]]:
+    """The rows of ``table`` by ``group`` value, then by ``key`` value
+    (first-seen order kept)."""
+    out: dict[str, dict[str, dict]] = {}
+    for row in table:
+        out.setdefault(row[group], {})[row[key]] = row
+    return out
+
+
+def effect_notes(table: list[dict], method: str, label: str, *,
+                 similarity: tuple[str, ...] = ("ws353", "simlex999"),
+                 min_sparsity: float | None = None, drop: float = 0.03) -> list[str]:
+    """Honest remarks where ``method`` misses the paper's direction of effect.
+
+    For each kind of vectors (``vectors`` column), ``method``'s row is
+    compared with the ``dense`` row: sparsity below ``min_sparsity``, a loss
+    of more than ``drop`` on any ``similarity`` column, and an intrusion
+    ratio not above dense each give a note.
+
+    Parameters
+    ----------
+    table : list of dict
+        Rows with ``vectors``, ``method``, ``sparsity``, the similarity
+        columns and ``intrusion_ratio``.
+    method : str
+        The row compared with ``dense``.
+    label : str
+        How the notes name it.
+    similarity : tuple of str
+        Similarity columns checked.
+    min_sparsity : float, optional
+        The paper's fraction of zeros (no check when None).
+    drop : float
+        Similarity loss tolerated.
+
+    Returns
+    -------
+    list of str
+    """
+    notes = []
+    for kind, rows in rows_by_group(table).items():
+        dense, row = rows["dense"], rows[method]
+        if min_sparsity is not None and row["sparsity"] < min_sparsity:
+            notes.append(f"{kind}: {label} has {row['sparsity']:.0%} zeros, short "
+                         f"of the paper's {min_sparsity:.0%}.")
+        lost = [c for c in similarity if row[c] < dense[c] - drop]
+        if lost:
+            notes.append(f"{kind}: {label} loses more than {100 * drop:.0f} points "
+                         f"on {', '.join(lost)} here, unlike the paper.")
+        if row["intrusion_ratio"] <= dense["intrusion_ratio"]:
+            notes.append(f"{kind}: {label} shows no intrusion gain over dense on "
+                         "this automatic score, unlike the paper's human evaluation.")
+    return notes

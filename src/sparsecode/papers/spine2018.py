@@ -21,7 +21,7 @@ import numpy as np
 
 from ..data.words import load_newsgroups_texts
 from ..words import SPINE, SparseOvercompleteVectors
-from ._report import Report
+from ._report import Report, effect_notes
 from .faruqui2015 import _rows
 
 __all__ = ["PAPER", "run"]
@@ -102,25 +102,16 @@ def run(quick: bool = False, device: str = "auto") -> Report:
 
 def _notes(table: list[dict], quick: bool) -> list[str]:
     notes = [
-        "SPINE: 1000 units, sparsity 0.85, noise 0.2, SGD lr 0.1, batch 64, ASL "
-        "per unit over the batch (the paper's definition; the public code "
-        "averages per example), clean inputs at export. The paper trains 4000 "
-        "epochs; here 150 (20 in quick mode).",
+        "SPINE: 1000 units, sparsity 0.85, noise 0.2, batch 64, ASL per unit "
+        "over the batch (the paper's definition; the public code averages per "
+        "example), clean inputs at export. The paper trains 4000 epochs of SGD "
+        "at lr 0.1; here 150 epochs (20 in quick mode) of Adam at lr 1e-3, "
+        "which in 20 epochs reaches 90% zeros on GloVe where SGD reaches 62%.",
         "Intrusion scores are automatic (distance ratio in the evaluated space),"
         " not the paper's human precision.",
     ]
     if quick:
-        notes.append("quick mode: 20 SPINE epochs reach only about 60-70% zeros; "
-                     "numbers are indicative only.")
-    for kind in dict.fromkeys(r["vectors"] for r in table):
-        rows = {r["method"]: r for r in table if r["vectors"] == kind}
-        dense, sp = rows["dense"], rows["SPINE"]
-        if sp["sparsity"] < 0.8:
-            notes.append(f"{kind}: SPINE has {sp['sparsity']:.0%} zeros, short "
-                         "of the paper's 85% (fewer epochs).")
-        if sp["intrusion_ratio"] <= dense["intrusion_ratio"]:
-            notes.append(f"{kind}: SPINE shows no intrusion gain over dense on "
-                         "this automatic score, unlike the paper.")
-        if sp["ws353"] < dense["ws353"] - 0.03:
-            notes.append(f"{kind}: SPINE loses more than 3 points on WS-353.")
-    return notes
+        notes.append("quick mode: small vocabularies and 20 SPINE epochs; numbers "
+                     "are indicative only.")
+    return notes + effect_notes(table, "SPINE", "SPINE", similarity=("ws353",),
+                                min_sparsity=0.85)
