@@ -1,10 +1,12 @@
 """Torch building blocks of the sparse autoencoder family.
 
-* `activations` -- registered activations (relu, topk, batchtopk, jumprelu,
-  gated, matryoshka) with their straight-through gradients;
+* `activations` -- registered activations (relu, topk, batchtopk, gated,
+  matryoshka) and the registry;
+* `jumprelu` -- the registered JumpReLU with its straight-through gradients;
 * `modules` -- `SparseAutoencoderModule` and its initialisation;
 * `losses` -- the named loss terms and `sae_losses`;
-* `functional` -- sparse autograd primitives used by TopK training.
+* `functional` -- sparse autograd primitives (TopK training, and sparse batches
+  of ReLU-family activations).
 """
 
 from .activations import (
@@ -12,13 +14,13 @@ from .activations import (
     Activation,
     BatchTopK,
     Gated,
-    JumpReLU,
     Matryoshka,
     ReLU,
     TopK,
     make_activation,
     register_activation,
 )
+from .jumprelu import JumpReLU
 from .losses import LOSS_TERMS, sae_losses
 from .modules import SparseAutoencoderModule, geometric_median
 

@@ -11,13 +11,15 @@ attributes tell the shared training loop what the variant needs:
   module decode sparsely (TopK);
 * ``uses_encoder_bias`` -- whether the module adds its encoder bias.
 
-Straight-through (pseudo-)derivatives live next to the activation that uses
-them (`JumpReLU`).
+An activation whose codes and gradients vanish outside a ``support`` (a mask
+of the pre-activations) also defines ``sparse_codes`` on the flat support
+values; the module then trains sparse batches on the support alone.
+`JumpReLU` and its straight-through pseudo-derivatives are in
+`sparsecode.nn.jumprelu` (registered when `sparsecode.nn` is imported).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -28,7 +30,6 @@ __all__ = [
     "Activation",
     "BatchTopK",
     "Gated",
-    "JumpReLU",
     "Matryoshka",
     "ReLU",
     "TopK",
@@ -95,6 +96,17 @@ class Activation(nn.Module):
     def fold_scale_(self, scale: float) -> None:
         """Adapt to codes divided by ``scale`` (input normalisation folding)."""
 
+    def support(self, pre_BM: torch.Tensor) -> torch.Tensor | None:
+        """Mask of the entries where codes or any gradient can be nonzero.
+
+        None (the default): no sparse training path.
+        """
+        return None
+
+    def sparse_codes(self, pre_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
+        """Codes at the support pairs from their pre-activations (flat)."""
+        raise NotImplementedError
+
 
 @register_activation("relu")
 class ReLU(Activation):
@@ -104,6 +116,12 @@ class ReLU(Activation):
 
     def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
         return torch.relu(pre_BM)
+
+    def support(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        return pre_BM > 0
+
+    def sparse_codes(self, pre_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
+        return torch.relu(pre_N)
 
 
 @register_activation("topk")
@@ -251,120 +269,6 @@ class Matryoshka(BatchTopK):
         return {**super().config(), "prefixes": list(self.prefixes)}
 
 
-def _rect(u: torch.Tensor) -> torch.Tensor:
-    """Rectangle kernel: 1 on (-1/2, 1/2), else 0."""
-    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
-
-
-class _JumpReLUFn(torch.autograd.Function):
-    """``z * H(z - theta)``; d/dtheta = -(theta/eps) rect((z - theta)/eps)."""
-
-    @staticmethod
-    def forward(ctx, z, theta, bandwidth: float):
-        ctx.save_for_backward(z, theta)
-        ctx.bandwidth = bandwidth
-        return torch.where(z > theta, z, 0.0)
-
-    @staticmethod
-    def backward(ctx, g):
-        z, theta = ctx.saved_tensors
-        eps = ctx.bandwidth
-        gz = g * (z > theta)
-        gtheta = -(theta / eps) * _rect((z - theta) / eps) * g
-        return gz, gtheta.sum(0), None
-
-
-class _StepFn(torch.autograd.Function):
-    """``H(z - theta)``; d/dtheta = -(1/eps) rect((z - theta)/eps), d/dz = 0."""
-
-    @staticmethod
-    def forward(ctx, z, theta, bandwidth: float):
-        ctx.save_for_backward(z, theta)
-        ctx.bandwidth = bandwidth
-        return (z > theta).to(z.dtype)
-
-    @staticmethod
-    def backward(ctx, g):
-        z, theta = ctx.saved_tensors
-        eps = ctx.bandwidth
-        gtheta = -(1.0 / eps) * _rect((z - theta) / eps) * g
-        return None, gtheta.sum(0), None
-
-
-@register_activation("jumprelu")
-class JumpReLU(Activation):
-    """``z * H(z - theta)`` with per-latent thresholds (Rajamanoharan et al. 2024).
-
-    Thresholds are stored as ``log_threshold`` and trained through
-    straight-through pseudo-derivatives with a rectangle kernel of width
-    ``bandwidth``.
-
-    Parameters
-    ----------
-    n_components : int
-    bandwidth : float, default=0.1
-        Kernel width, in pre-activation units (inputs normalised to
-        ``E||x||^2 = n_features`` give pre-activations of order 1).
-    threshold_init : float, default=0.1
-    mode : {"step", "tanh"}, default="step"
-        Sparsity penalty: ``"step"`` is the L0 count through `step`;
-        ``"tanh"`` is ``sum_j tanh(tanh_scale * f_j * ||W_dec_j||)``.
-    tanh_scale : float, default=4.0
-    lr_scale : float, default=10.0
-        Learning-rate multiplier of ``log_threshold``: thresholds must travel
-        far in log space, and short runs would leave them near their
-        initial value.
-    """
-
-    loss_terms = ("mse", "l0")
-
-    def __init__(
-        self,
-        n_components: int,
-        bandwidth: float = 0.1,
-        threshold_init: float = 0.1,
-        mode: str = "step",
-        tanh_scale: float = 4.0,
-        lr_scale: float = 10.0,
-    ) -> None:
-        super().__init__(n_components)
-        self.lr_scale = float(lr_scale)
-        if mode not in ("step", "tanh"):
-            raise ValueError(f"mode must be 'step' or 'tanh', got {mode!r}.")
-        if not (bandwidth > 0 and threshold_init > 0):
-            raise ValueError("bandwidth and threshold_init must be > 0.")
-        self.bandwidth = float(bandwidth)
-        self.threshold_init = float(threshold_init)
-        self.mode = mode
-        self.tanh_scale = float(tanh_scale)
-        self.log_threshold = nn.Parameter(
-            torch.full((n_components,), math.log(threshold_init))
-        )
-
-    def config(self) -> dict:
-        return {"bandwidth": self.bandwidth, "threshold_init": self.threshold_init,
-                "mode": self.mode, "tanh_scale": self.tanh_scale,
-                "lr_scale": self.lr_scale}
-
-    @property
-    def threshold(self) -> torch.Tensor:
-        """Per-latent thresholds ``exp(log_threshold)``."""
-        return self.log_threshold.exp()
-
-    def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
-        theta = self.threshold.to(pre_BM.dtype)
-        return _JumpReLUFn.apply(pre_BM, theta, self.bandwidth)
-
-    def step(self, pre_BM: torch.Tensor) -> torch.Tensor:
-        """``H(pre - theta)`` with the threshold pseudo-derivative."""
-        theta = self.threshold.to(pre_BM.dtype)
-        return _StepFn.apply(pre_BM, theta, self.bandwidth)
-
-    @torch.no_grad()
-    def fold_scale_(self, scale: float) -> None:
-        self.log_threshold.sub_(math.log(scale))
-
-
 @register_activation("gated")
 class Gated(Activation):
     """Gated SAE (Rajamanoharan et al. 2024): a gate path and a magnitude path.
@@ -392,6 +296,21 @@ class Gated(Activation):
     def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
         gate = self.gate_pre(pre_BM) > 0
         mag = pre_BM * self.r_mag.exp().to(pre_BM.dtype) + self.b_mag.to(pre_BM.dtype)
+        return torch.relu(mag) * gate
+
+    def support(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        """The open gates: codes and the gate's L1 and auxiliary terms vanish
+        (with their gradients) elsewhere."""
+        return self.gate_pre(pre_BM.detach()) > 0
+
+    def sparse_gate_pre(self, pre_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
+        """`gate_pre` at the support pairs (flat values, latents ``col_N``)."""
+        return pre_N + self.b_gate.to(pre_N.dtype)[col_N]
+
+    def sparse_codes(self, pre_N: torch.Tensor, col_N: torch.Tensor) -> torch.Tensor:
+        gate = self.sparse_gate_pre(pre_N, col_N) > 0
+        dt = pre_N.dtype
+        mag = pre_N * self.r_mag.exp().to(dt)[col_N] + self.b_mag.to(dt)[col_N]
         return torch.relu(mag) * gate
 
     @torch.no_grad()

@@ -23,7 +23,10 @@ gated_aux  ``||x - (ReLU(pi_gate) @ W_dec + b_pre)||^2`` with a   1
 
 An activation lists the terms it trains with in ``loss_terms``;
 `sae_losses` returns the weighted terms as a dict the training loop sums and
-logs.
+logs. Terms accept dense codes (``out["codes"]``) and the sparse ones of TopK
+or of a sparse batch (``out["vals"]``/``out["idx"]``, plus ``pattern`` and
+the flat pre-activations ``pre_vals`` at it), with the same value and
+gradients up to rounding.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections.abc import Callable
 
 import torch
 
-from .functional import sparse_decode
+from .functional import pattern_decode, sparse_decode
 
 __all__ = ["LOSS_TERMS", "sae_losses"]
 
@@ -46,7 +49,8 @@ def _sq_err(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 def _codes(out: dict) -> torch.Tensor:
     if "codes" in out:
         return out["codes"]
-    raise ValueError("this loss term needs dense codes (a non-TopK activation).")
+    raise ValueError("this loss term needs dense codes (an activation without "
+                     "sparse training).")
 
 
 def _dec_norms(model) -> torch.Tensor:
@@ -58,15 +62,29 @@ def mse(out: dict, x: torch.Tensor, model) -> torch.Tensor:
     return _sq_err(x, out["x_hat"])
 
 
+def _sparse_sum(vals: torch.Tensor, idx: torch.Tensor, weight_M: torch.Tensor,
+                n_rows: int) -> torch.Tensor:
+    """``sum_(b, j) vals[b, j] * weight[idx[b, j]] / n_rows`` of sparse codes."""
+    return ((vals * weight_M.to(vals.dtype)[idx]).sum() / n_rows).float()
+
+
 def l1(out: dict, x: torch.Tensor, model) -> torch.Tensor:
     """L1 penalty weighted by decoder-row norms (Anthropic, April 2024)."""
-    codes = _codes(out)
+    if "codes" not in out:  # sparse codes (TopK or a sparse batch)
+        return _sparse_sum(out["vals"], out["idx"], _dec_norms(model), x.shape[0])
+    codes = out["codes"]
     return (codes * _dec_norms(model).to(codes.dtype)).sum(-1).mean().float()
 
 
 def l0(out: dict, x: torch.Tensor, model) -> torch.Tensor:
     """JumpReLU sparsity: straight-through L0 ("step") or the tanh surrogate."""
     act = model.activation
+    if "pattern" in out:  # a sparse batch: the terms vanish off the support
+        vals, idx, n = out["vals"], out["idx"], x.shape[0]
+        if act.mode == "tanh":
+            scaled = act.tanh_scale * vals * _dec_norms(model).to(vals.dtype)[idx]
+            return (torch.tanh(scaled).sum() / n).float()
+        return (act.sparse_step(out["pre_vals"], idx).sum() / n).float()
     if act.mode == "tanh":
         codes = _codes(out)
         scaled = act.tanh_scale * codes * _dec_norms(model).to(codes.dtype)
@@ -98,16 +116,28 @@ def matryoshka(out: dict, x: torch.Tensor, model) -> torch.Tensor:
     return total
 
 
+def _gate(out: dict, model) -> torch.Tensor:
+    """``ReLU(pi_gate)``: (batch, m), or flat at the pattern of a sparse batch."""
+    act = model.activation
+    if "pattern" in out:
+        return torch.relu(act.sparse_gate_pre(out["pre_vals"], out["idx"]))
+    return torch.relu(act.gate_pre(out["pre"]))
+
+
 def gated_l1(out: dict, x: torch.Tensor, model) -> torch.Tensor:
     """Gated SAE sparsity: norm-weighted L1 of the gate's ReLU."""
-    gate = torch.relu(model.activation.gate_pre(out["pre"]))
+    gate = _gate(out, model)
+    if "pattern" in out:
+        return _sparse_sum(gate, out["idx"], _dec_norms(model), x.shape[0])
     return (gate * _dec_norms(model).to(gate.dtype)).sum(-1).mean().float()
 
 
 def gated_aux(out: dict, x: torch.Tensor, model) -> torch.Tensor:
     """Gated SAE auxiliary loss: reconstruct from the gate with a frozen decoder."""
-    gate = torch.relu(model.activation.gate_pre(out["pre"]))
+    gate = _gate(out, model)
     W, b = model.W_dec.detach(), model.b_pre.detach()
+    if "pattern" in out:
+        return _sq_err(x, pattern_decode(gate, out["pattern"], W) + b)
     return _sq_err(x, gate @ W.to(gate.dtype) + b)
 
 

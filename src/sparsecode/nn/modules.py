@@ -3,8 +3,11 @@
 ``codes = act(W_enc (x - b_pre) + b_enc)`` and ``x_hat = codes @ W_dec + b_pre``
 with ``W_enc`` and ``W_dec`` both of shape ``(n_components, n_features)``
 (``W_dec`` rows are the dictionary atoms). The activation is a registered
-module (`sparsecode.nn.activations`); TopK-style activations with a fixed
-``k`` train through the sparse primitives of `sparsecode.nn.functional`.
+module (`sparsecode.nn.activations`). Training runs the dense encoder matmul
+and then, when the codes are sparse, only sparse operations
+(`sparsecode.nn.functional`): always for TopK (a fixed ``k`` per row), and for
+activations with a ``support`` (ReLU) whenever the batch's active fraction is
+at most `SparseAutoencoderModule.sparse_max_density`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import Activation, make_activation
-from .functional import gather_linear, sparse_decode
+from .functional import Pattern, pattern_decode, pattern_linear
 
 __all__ = ["SparseAutoencoderModule", "geometric_median"]
 
@@ -68,7 +71,21 @@ class SparseAutoencoderModule(nn.Module):
         Constructor arguments when ``activation`` is a name.
     dtype : torch.dtype, default=torch.float32
     device : torch.device or str, default="cpu"
+
+    Attributes
+    ----------
+    sparse_max_density : float
+        Class attribute (may be set per instance): the largest active
+        fraction of a training batch -- pairs of the activation's ``support``
+        over ``batch * n_components`` -- trained by the sparse path; denser
+        batches (e.g. early in an L1 run) take the dense one. Both give the
+        same result up to rounding, so this only trades speed: measured on
+        a 2-core CPU (batch 1024, d=384, 3072 latents) a sparse ReLU step is
+        2.6-2.9x faster than a dense one at 1-2% density, 1.4-1.7x at 5%, 1.3x
+        at 10% and slower from about 12-15%. 0 disables the sparse path.
     """
+
+    sparse_max_density: float = 0.1
 
     def __init__(
         self,
@@ -167,41 +184,75 @@ class SparseAutoencoderModule(nn.Module):
         """Training forward pass; returns what the loss terms need.
 
         Keys: ``x_hat``, ``pre`` (pre-activations), then either ``codes``
-        (dense) or ``vals``/``idx`` (TopK, sparse). With a ``dead_M`` mask and
+        (dense) or the sparse codes ``vals``/``idx``: shape (batch, k) for
+        TopK, flat (nnz,) with their ``pattern`` (`Pattern`) for an activation
+        with a ``support`` on a sparse batch. With a ``dead_M`` mask and
         ``k_aux > 0``, also ``aux_vals``/``aux_idx`` (the top ``k_aux``
         pre-activations of dead latents, zero where fewer are dead) and
         ``n_dead``.
         """
         if self.activation.sparse_k is not None:
-            return self._forward_sparse(x_BD, dead_M, k_aux)
+            return self._forward_topk(x_BD, dead_M, k_aux)
         # W (x - b_pre) + b_enc as x W^T + (b_enc - W b_pre): the gradient of
         # b_pre is then a vector-matrix product, not a (batch x m x d) matmul
         shift = self.W_enc @ self.b_pre
         bias = self.b_enc - shift if self.activation.uses_encoder_bias else -shift
         pre = F.linear(x_BD, self.W_enc, bias)
+        use_aux = dead_M is not None and k_aux > 0
+        pattern = None if use_aux else self._sparse_pattern(pre.detach())
+        if pattern is not None:
+            return self._forward_pattern(x_BD, pre.detach(), pattern)
         codes = self.activation(pre)
         out = {"pre": pre, "codes": codes, "x_hat": self.decode(codes)}
-        if dead_M is not None and k_aux > 0:
+        if use_aux:
             aux_idx, valid = _aux_select(pre.detach(), dead_M, k_aux)
             aux = torch.relu(pre.gather(1, aux_idx))
             out["aux_vals"] = aux * valid.to(aux.dtype)
             out["aux_idx"], out["n_dead"] = aux_idx, dead_M.sum()
         return out
 
-    def _forward_sparse(self, x_BD, dead_M, k_aux) -> dict[str, torch.Tensor]:
-        k = self.activation.sparse_k
-        x_c = x_BD - self.b_pre
+    @torch.no_grad()
+    def _sparse_pattern(self, pre_BM: torch.Tensor) -> Pattern | None:
+        """The activation's support if sparse enough (one host sync), else None."""
+        if self.sparse_max_density <= 0:
+            return None
+        support = self.activation.support(pre_BM)
+        if support is None:
+            return None
+        nnz = int(torch.count_nonzero(support))  # the step's one host sync
+        if nnz > self.sparse_max_density * support.numel():
+            return None
+        return Pattern.from_mask(support, nnz)
+
+    def _forward_pattern(self, x_BD, pre_BM, pattern) -> dict[str, torch.Tensor]:
+        """Sparse training pass on the pairs of ``pattern`` (see `functional`)."""
+        act = self.activation
+        bias = self.b_enc if act.uses_encoder_bias else None
+        pre_N = pre_BM.reshape(-1)[pattern.row * self.n_components + pattern.col]
+        h_N = pattern_linear(x_BD, self.W_enc, bias, pattern, pre_N, self.b_pre)
+        vals = act.sparse_codes(h_N, pattern.col)
+        x_hat = pattern_decode(vals, pattern, self.W_dec) + self.b_pre
+        return {"pre": pre_BM, "pre_vals": h_N, "vals": vals, "idx": pattern.col,
+                "pattern": pattern, "x_hat": x_hat}
+
+    def _forward_topk(self, x_BD, dead_M, k_aux) -> dict[str, torch.Tensor]:
+        k, m = self.activation.sparse_k, self.n_components
         with torch.no_grad():
-            pre = F.linear(x_c, self.W_enc, self.b_enc)
-            idx = pre.topk(k, dim=-1, sorted=False).indices
+            pre = F.linear(x_BD - self.b_pre, self.W_enc, self.b_enc)
+            idx = _topk_indices(pre, k)
         out: dict[str, torch.Tensor] = {"pre": pre, "idx": idx}
         idx_all = idx
         if dead_M is not None and k_aux > 0:
             aux_idx, valid = _aux_select(pre, dead_M, k_aux)
             idx_all = torch.cat([idx, aux_idx], 1)
-        v_all = gather_linear(x_c, self.W_enc, self.b_enc, idx_all, pre)
+        p_all = Pattern.from_indices(idx_all, m)
+        pre_all = pre.gather(1, idx_all)
+        v_all = pattern_linear(x_BD, self.W_enc, self.b_enc, p_all,
+                               pre_all.reshape(-1), self.b_pre).view(idx_all.shape)
         out["vals"] = torch.relu(v_all[:, :k])
-        out["x_hat"] = sparse_decode(out["vals"], idx, self.W_dec) + self.b_pre
+        p_dec = p_all if idx_all is idx else Pattern.from_indices(idx, m)
+        x_hat = pattern_decode(out["vals"].reshape(-1), p_dec, self.W_dec)
+        out["x_hat"] = x_hat + self.b_pre
         if idx_all is not idx:
             aux = torch.relu(v_all[:, k:])
             out["aux_vals"] = aux * valid.to(aux.dtype)
@@ -219,8 +270,9 @@ class SparseAutoencoderModule(nn.Module):
     def remove_parallel_grad_(self) -> None:
         """Remove from each decoder row's gradient its component along the row."""
         g = self.W_dec.grad
-        if g is not None:
-            g.sub_((g * self.W_dec).sum(1, keepdim=True) * self.W_dec)
+        if g is not None:  # in place: no (n_components, n_features) temporaries
+            along = torch.linalg.vecdot(g, self.W_dec, dim=1).unsqueeze(1)
+            g.addcmul_(along, self.W_dec, value=-1)
 
     @torch.no_grad()
     def fold_scale_(self, scale: float) -> None:
@@ -233,6 +285,25 @@ class SparseAutoencoderModule(nn.Module):
         self.b_pre.div_(scale)
         self.b_enc.div_(scale)
         self.activation.fold_scale_(scale)
+
+
+_SAME_SIZE_INT = {torch.float64: torch.int64, torch.float32: torch.int32,
+                  torch.bfloat16: torch.int16, torch.float16: torch.int16}
+
+
+def _topk_indices(pre_BM: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of ``k`` entries of each row holding its ``k`` largest positives.
+
+    Read as integers of the same size, the bit patterns of non-negative
+    floats keep their order and lie above those of all negative floats (whose
+    order they reverse). So the top ``k`` of that view are the row's largest
+    positive entries and, if it has fewer than ``k``, some negative ones --
+    which the ReLU turns into zero codes with zero gradient: the codes are
+    those of ``topk`` on the floats, and torch's CPU ``topk`` is faster on
+    integers (and needs no ReLU pass first).
+    """
+    keys = pre_BM.view(_SAME_SIZE_INT[pre_BM.dtype])
+    return keys.topk(k, dim=-1, sorted=False).indices
 
 
 def _aux_select(
