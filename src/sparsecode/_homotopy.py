@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["homotopy"]
+__all__ = ["homotopy", "spd_solve"]
 
 
 @dataclass
@@ -64,18 +64,23 @@ def _grow(r: _Rows, K: int, s_new: int) -> _Rows:
     return r
 
 
+def spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve ``A w = b`` for a batch of PSD matrices (min-norm where singular)."""
+    L, info = torch.linalg.cholesky_ex(A)
+    w = torch.cholesky_solve(b.unsqueeze(2), L).squeeze(2)
+    bad = (info != 0) | ~torch.isfinite(w).all(1)
+    if bool(bad.any()):  # (nearly) collinear atoms on a support: min-norm solution
+        w[bad] = (torch.linalg.pinv(A[bad], hermitian=True)
+                  @ b[bad].unsqueeze(2)).squeeze(2)
+    return w
+
+
 def _direction(Ge: torch.Tensor, idx: torch.Tensor, sgn: torch.Tensor) -> torch.Tensor:
     """Solve ``G[S, S] d = sgn`` on every row's slots (min-norm if singular)."""
     s = idx.shape[1]
     flat = idx.unsqueeze(2) * Ge.shape[0] + idx.unsqueeze(1)
     G_SS = Ge.reshape(-1).index_select(0, flat.reshape(-1)).reshape(idx.shape[0], s, s)
-    L, info = torch.linalg.cholesky_ex(G_SS)
-    d = torch.cholesky_solve(sgn.unsqueeze(2), L).squeeze(2)
-    bad = (info != 0) | ~torch.isfinite(d).all(1)
-    if bool(bad.any()):  # (nearly) collinear atoms on a support: min-norm solution
-        d[bad] = (torch.linalg.pinv(G_SS[bad], hermitian=True)
-                  @ sgn[bad].unsqueeze(2)).squeeze(2)
-    return d
+    return spd_solve(G_SS, sgn)
 
 
 def _put(T: torch.Tensor, j: torch.Tensor, value: torch.Tensor, where: torch.Tensor):

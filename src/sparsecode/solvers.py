@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._homotopy import homotopy
+from ._homotopy import homotopy, spd_solve
 
 __all__ = [
     "SolverResult",
@@ -238,13 +238,7 @@ def _masked_solve(
     eye = torch.eye(idx.shape[1], dtype=G.dtype, device=G.device)
     pad = ~(valid.unsqueeze(2) & valid.unsqueeze(1))
     G_SS = torch.where(pad, eye.expand_as(G_SS), G_SS)
-    L, info = torch.linalg.cholesky_ex(G_SS)
-    w = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2)
-    bad = (info != 0) | ~torch.isfinite(w).all(1)
-    if bool(bad.any()):  # (nearly) collinear atoms on a support: min-norm solution
-        w[bad] = (torch.linalg.pinv(G_SS[bad], hermitian=True)
-                  @ rhs[bad].unsqueeze(2)).squeeze(2)
-    return torch.where(valid, w, 0.0)
+    return torch.where(valid, spd_solve(G_SS, rhs), 0.0)
 
 
 def lasso_lars(
