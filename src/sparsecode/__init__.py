@@ -1,23 +1,21 @@
 """sparsecode: sparse dictionary learning, sparse autoencoders and sparse word
 vectors with the scikit-learn estimator API, on a torch core (CPU or GPU)."""
 
-import os as _os
+# OpenMP's wait policy is left to the user: torch's default (threads spin
+# briefly between kernels, then sleep) is 1.3-1.6x faster for the solvers'
+# small kernels on an idle machine than OMP_WAIT_POLICY=PASSIVE, which only
+# pays off when the cores are oversubscribed (README, "Performance").
 
-# The solvers launch many small kernels; OpenMP threads that spin between them
-# cost 5-10x on a busy CPU (measured: benchmarks/README). Respect a user's choice;
-# this takes effect only when sparsecode is imported before torch.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from .autoencoder import SparseAutoencoder  # noqa: E402
-from .comparison import compare  # noqa: E402
-from .dictionary import (  # noqa: E402
+from .autoencoder import SparseAutoencoder
+from .comparison import compare
+from .dictionary import (
     DictionaryLearning,
     MiniBatchDictionaryLearning,
     SparseCoder,
     sparse_encode,
 )
-from .io import load, save  # noqa: E402
-from .words import SPINE, SparseOvercompleteVectors  # noqa: E402
+from .io import load, save
+from .words import SPINE, SparseOvercompleteVectors
 
 __version__ = "0.1.0"
 

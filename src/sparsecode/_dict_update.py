@@ -7,6 +7,7 @@ statistics of `MiniBatchDictionaryLearning`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["update_dict", "svd_init", "online_beta", "resample_candidates"]
@@ -21,26 +22,53 @@ def _bcd_pass(
 ) -> torch.Tensor:
     """One pass of block coordinate descent over the atoms (in place on ``V``).
 
-    Returns a boolean mask of the atoms that were unused (``A_kk <= 1e-6``)
-    and therefore replaced by their resampling candidate. The pass is
-    sequential by nature (each atom sees the previous updates); the diagonal
-    is read once, so there is one host synchronisation per pass, not per atom.
+    Atom ``k`` becomes ``V_k + (B_k - A_k V) / A_kk``, projected to the unit
+    ball (and to ``>= 0`` with ``positive``), each atom seeing the previous
+    updates; with ``M = I - A / diag(A)`` that is ``B_k / A_kk + M_k V``, one
+    matrix-vector product. Returns a boolean mask of the atoms that were
+    unused (``A_kk <= 1e-6``) and therefore replaced by their resampling
+    candidate. The pass is sequential by nature; the diagonal is read once, so
+    there is one host synchronisation per pass, not per atom. On the CPU the
+    loop runs in numpy on views of the same memory: ~2.5x less overhead per
+    small operation than torch's dispatcher, for ~4 operations per atom.
     """
     diag = A.diagonal()
     unused = [a_kk <= 1e-6 for a_kk in diag.tolist()]
     safe = torch.where(diag > 1e-6, diag, torch.ones_like(diag))
-    A_rows = (A / safe.unsqueeze(1)).unbind(0)  # A_k / A_kk
-    B_rows = (B / safe).T.contiguous().unbind(0)  # B_k / A_kk
-    rows, V_T = V.unbind(0), V.T  # views: they see the in-place updates
-    for k, row in enumerate(rows):
+    M = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) - A / safe.unsqueeze(1)
+    B_rows = (B / safe).T.contiguous()  # B_k / A_kk
+    if V.device.type == "cpu":
+        _bcd_numpy(V.numpy(), M.numpy(), B_rows.numpy(), candidates.numpy(),
+                   unused, positive)
+    else:
+        _bcd_torch(V, M, B_rows, candidates, unused, positive)
+    return torch.tensor(unused, dtype=torch.bool, device=V.device)
+
+
+def _bcd_torch(V, M, B_rows, candidates, unused: list, positive: bool) -> None:
+    """The loop of `_bcd_pass` on tensors (any device; in place on ``V``)."""
+    V_T = V.T  # a view: it sees the in-place updates
+    for k, row in enumerate(V.unbind(0)):
         if unused[k]:
             row.copy_(candidates[k])
-        else:  # V_k += (B_k - A_k V) / A_kk
-            row.add_(torch.addmv(B_rows[k], V_T, A_rows[k], alpha=-1.0))
+        else:  # (not out=row: the product reads the row it would write)
+            row.copy_(torch.addmv(B_rows[k], V_T, M[k]))
         if positive:
             row.clamp_(min=0.0)
         row.div_(torch.linalg.vector_norm(row).clamp_(min=1.0))
-    return torch.tensor(unused, dtype=torch.bool, device=V.device)
+
+
+def _bcd_numpy(V, M, B_rows, candidates, unused: list, positive: bool) -> None:
+    """The loop of `_bcd_pass` on numpy views of CPU tensors (in place on ``V``)."""
+    V_T = V.T
+    for k in range(V.shape[0]):
+        row = candidates[k].copy() if unused[k] else B_rows[k] + V_T @ M[k]
+        if positive:
+            np.maximum(row, 0.0, out=row)
+        norm = float(np.sqrt(row @ row))
+        if norm > 1.0:
+            row /= norm
+        V[k] = row
 
 
 def resample_candidates(

@@ -2,20 +2,26 @@
 
 Every row follows its regularisation path from ``lambda = max|c|`` down to
 ``alpha``. The state of a row is its *slots*: a padded list of its active
-atoms (``idx``), their signs (``sgn``, 0 on a free slot) and their codes
-(``code``), the current ``lambda`` and, for every atom, its distances to the
-two ties: ``P = lambda - c`` and ``Q = lambda + c`` for the correlation ``c``
-of the atom with the residual (``inf`` for the active atoms, which never
-enter again while active). A free slot points to a *virtual atom* of its
-own (index ``K + slot``) whose Gram row is a unit vector, so the Gram block
-of the slots is the true ``G[S, S]`` bordered by an identity: it is
-positive definite without any masking, and the direction on a free slot is 0.
+atoms (``idx``), their signs (``sgn``, 0 on a free slot), their codes
+(``code``) and the inverse ``Hinv`` of their Gram block, plus the current
+``lambda`` and, for every atom, its distances to the two ties ``P = lambda - c``
+and ``Q = lambda + c`` for the correlation ``c`` of the atom with the residual,
+side by side in one ``(n, 2K)`` tensor ``PQ`` (only ``P`` for non-negative
+codes; ``inf`` on the active atoms, which never enter again while active). A
+free slot points to a *virtual atom* of its own (index ``K + slot``) whose Gram
+row is a unit vector, so the Gram block of the slots is the true ``G[S, S]``
+bordered by an identity: positive definite without any masking, and the
+direction on a free slot is 0.
 
-One breakpoint costs one batched Cholesky solve on the slots, one sparse
-product ``d @ G`` (an ``embedding_bag`` over the slots) and eight element-wise
-passes over ``(rows, K)``; entering and leaving atoms are written with
-gathers and scatters, without boolean indexing, so a step synchronises with
-the host only for the loop's bookkeeping.
+One breakpoint costs one ``(n, s, s)`` product with ``Hinv`` for the
+direction, one sparse product ``d @ [-G, G]`` (an ``embedding_bag`` over the
+slots, giving ``1 - d G`` and ``1 + d G`` at once) and three element-wise
+passes over ``(n, 2K)``. The atom entering or leaving changes one slot, so
+``Hinv`` takes a rank-one update (in float64, since float32 drifts off the
+path within a few dozen updates on coherent dictionaries); rows whose update
+would be ill-conditioned rebuild it from their Gram block. Everything is
+written with gathers and scatters, without boolean indexing, so a step
+synchronises with the host once, for the loop's bookkeeping.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import torch.nn.functional as F
 
 __all__ = ["homotopy", "spd_solve"]
 
+_F64 = torch.float64
+
 
 @dataclass
 class _Rows:
@@ -34,24 +42,47 @@ class _Rows:
 
     todo: torch.Tensor  # (n,) row numbers in the input
     idx: torch.Tensor  # (n, s) atom of each slot (K + slot when free)
-    sgn: torch.Tensor  # (n, s) +-1 on active slots, 0 on free ones
-    code: torch.Tensor  # (n, s) codes of the slots
-    P: torch.Tensor  # (n, K) lam - c (inf on active atoms)
-    Q: torch.Tensor  # (n, K) lam + c (inf on active atoms; unused if positive)
-    lam: torch.Tensor  # (n,) current penalty on the path
+    sgn: torch.Tensor  # (n, s) float64, +-1 on active slots, 0 on free ones
+    code: torch.Tensor  # (n, s) float64 codes of the slots
+    PQ: torch.Tensor  # (n, W) [lam - c | lam + c] (inf on active atoms)
+    lam: torch.Tensor  # (n, 1) float64 current penalty on the path
+    Hinv: torch.Tensor  # (n, s, s) float64 inverse of the slots' Gram block
+    d: torch.Tensor  # (n, s) float64 direction Hinv @ sgn (0 on free slots)
+    sing: torch.Tensor  # (n, 1) Hinv is a pseudo-inverse (collinear support)
+    any_sing: bool = False  # some row may have sing set
 
     def take(self, keep: torch.Tensor) -> _Rows:
         return _Rows(*(t[keep] for t in (self.todo, self.idx, self.sgn, self.code,
-                                          self.P, self.Q, self.lam)))
+                                          self.PQ, self.lam, self.Hinv, self.d,
+                                          self.sing)),
+                     any_sing=self.any_sing)
+
+    def refresh(self, rows: torch.Tensor, Ge: torch.Tensor) -> None:
+        """Rebuild ``Hinv`` and ``d`` of some rows from their Gram blocks."""
+        inv, sing = _inverse(_gram_block(Ge, self.idx[rows]))
+        self.Hinv[rows], self.sing[rows] = inv, sing.unsqueeze(1)
+        self.d[rows] = (inv @ self.sgn[rows].unsqueeze(2)).squeeze(2)
+        self.any_sing = bool(self.sing.any())
 
 
-def _extended_gram(G: torch.Tensor, s: int) -> torch.Tensor:
-    """``G`` bordered by ``s`` virtual unit atoms orthogonal to everything."""
-    K = G.shape[0]
-    Ge = G.new_zeros(K + s, K + s)
-    Ge[:K, :K] = G
-    Ge[K:, K:] = torch.eye(s, dtype=G.dtype, device=G.device)
-    return Ge
+@dataclass
+class _Tables:
+    """The Gram matrix bordered by ``s`` virtual atoms, in the forms a step reads."""
+
+    Ge: torch.Tensor  # (K + s, K + s) float64, identity on the virtual atoms
+    GG: torch.Tensor  # (K + s, W) [-G | G] rows (zero on the virtual atoms)
+
+    @classmethod
+    def build(cls, G: torch.Tensor, s: int, positive: bool) -> _Tables:
+        K = G.shape[0]
+        Ge = G.new_zeros(K + s, K + s, dtype=_F64)
+        Ge[:K, :K] = G
+        Ge[K:, K:] = torch.eye(s, dtype=_F64, device=G.device)
+        GG = G.new_zeros(K + s, K if positive else 2 * K)
+        GG[:K, :K] = -G
+        if not positive:
+            GG[:K, K:] = G
+        return cls(Ge, GG)
 
 
 def _grow(r: _Rows, K: int, s_new: int) -> _Rows:
@@ -61,6 +92,10 @@ def _grow(r: _Rows, K: int, s_new: int) -> _Rows:
     r.idx = torch.cat([r.idx, extra], 1)
     r.sgn = torch.cat([r.sgn, r.sgn.new_zeros(n, s_new - s)], 1)
     r.code = torch.cat([r.code, r.code.new_zeros(n, s_new - s)], 1)
+    r.d = torch.cat([r.d, r.d.new_zeros(n, s_new - s)], 1)
+    Hinv = torch.eye(s_new, dtype=_F64, device=r.Hinv.device).repeat(n, 1, 1)
+    Hinv[:, :s, :s] = r.Hinv
+    r.Hinv = Hinv
     return r
 
 
@@ -75,87 +110,177 @@ def spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return w
 
 
-def _direction(Ge: torch.Tensor, idx: torch.Tensor, sgn: torch.Tensor) -> torch.Tensor:
-    """Solve ``G[S, S] d = sgn`` on every row's slots (min-norm if singular)."""
+def _gram_block(Ge: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``G[S, S]`` of every row's slots (the identity on free slots)."""
     s = idx.shape[1]
     flat = idx.unsqueeze(2) * Ge.shape[0] + idx.unsqueeze(1)
-    G_SS = Ge.reshape(-1).index_select(0, flat.reshape(-1)).reshape(idx.shape[0], s, s)
-    return spd_solve(G_SS, sgn)
+    return Ge.reshape(-1).index_select(0, flat.reshape(-1)).reshape(idx.shape[0], s, s)
+
+
+def _inverse(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverses of a batch of PSD matrices (pseudo-inverses where singular).
+
+    Returns the inverses and a mask of the rows that needed the pseudo-inverse.
+    """
+    L, info = torch.linalg.cholesky_ex(A)
+    eye = torch.eye(A.shape[1], dtype=A.dtype, device=A.device)
+    inv = torch.cholesky_inverse(torch.where((info != 0).view(-1, 1, 1), eye, L))
+    sing = (info != 0) | ~torch.isfinite(inv).flatten(1).all(1)
+    if bool(sing.any()):  # (nearly) collinear atoms on a support: min-norm solution
+        inv[sing] = torch.linalg.pinv(A[sing], hermitian=True)
+    return inv, sing
+
+
+@dataclass
+class _Consts:
+    """Constants a step reads, made once per call (Python scalars in ``where``
+    cost a tensor each time)."""
+
+    K: int
+    rev: torch.Tensor  # (W,) W - column number, in the input dtype
+    n_cols: int  # W
+    big: torch.Tensor  # 1 / (10 eps) of the input dtype: larger rates are skipped
+    zero: torch.Tensor  # 0 of the input dtype
+    inf: torch.Tensor  # inf, float64
+    zero64: torch.Tensor
+    plus: torch.Tensor  # +1, float64
+    minus: torch.Tensor  # -1, float64
+    alpha: torch.Tensor  # float64
+    side: torch.Tensor  # (1,) [+1] or (2,) [+1, -1]: tie values lam * (1 - s * side)
+    tol: float  # relative Schur complement below which an inverse is rebuilt
+
+    @classmethod
+    def build(cls, K: int, W: int, alpha: float, like: torch.Tensor) -> _Consts:
+        def f64(v):
+            return torch.tensor(v, dtype=_F64, device=like.device)
+
+        dev = like.device
+        return cls(
+            K, W - torch.arange(W, device=dev, dtype=like.dtype), W,
+            like.new_tensor(1 / (torch.finfo(like.dtype).eps * 10)),
+            like.new_tensor(0.0), f64(float("inf")), f64(0.0), f64(1.0), f64(-1.0),
+            f64(alpha), f64([1.0] if W == K else [1.0, -1.0]),
+            torch.finfo(_F64).eps ** 0.5,
+        )
+
+
+def _update_inverse(
+    Ge: torch.Tensor, r: _Rows, c: _Consts, j_in: torch.Tensor, slot: torch.Tensor,
+    enter: torch.Tensor, moving: torch.Tensor, new_sgn: torch.Tensor,
+) -> torch.Tensor:
+    """Rank-one update of ``r.Hinv`` and ``r.d`` for one slot changing on every
+    moving row.
+
+    Call before the slot is rewritten. An atom ``j`` entering the free slot
+    ``p`` borders the block with ``b = G[j, S]``: with ``y = Hinv b`` and the
+    Schur complement ``sch = G[j, j] - b.y``, ``Hinv += w w^T / sch - e_p e_p^T``
+    for ``w = y - e_p``. An atom leaving slot ``p`` frees it: with
+    ``y = Hinv e_p``, ``Hinv += -y y^T / y_p + e_p e_p^T``. Returns the rows
+    whose update is not trustworthy (a Schur complement below ``sqrt(eps)``
+    times ``G[j, j]``, or a row whose block was singular): the caller rebuilds
+    their inverse from the Gram block.
+    """
+    n, s = r.idx.shape
+    e_p = torch.zeros_like(r.code).scatter_(1, slot, 1.0)
+    b = Ge.take(j_in * Ge.shape[0] + r.idx)  # G[j, S] (0 on the virtual atoms)
+    y = (r.Hinv * torch.where(enter, b, e_p).unsqueeze(1)).sum(2)
+    g_jj = Ge.diagonal().take(j_in)
+    sch = torch.where(enter, g_jj - (b * y).sum(1, keepdim=True), -y.gather(1, slot))
+    w = torch.where(enter, y - e_p, y)
+    beta = torch.where(moving, sch.reciprocal(), c.zero64)
+    r.Hinv.addcmul_((beta * w).unsqueeze(2), w.unsqueeze(1))
+    tau = torch.where(enter, c.minus, torch.where(moving, c.plus, c.zero64))
+    r.Hinv.view(n, s * s).scatter_add_(1, slot * (s + 1), tau)
+    # the direction for the new signs: d += eta w, with eta = (b.d - new sign)
+    # / sch for an entering atom and d_p / sch = -d_p / y_p for a leaving one
+    eta = torch.where(enter, (b * r.d).sum(1, keepdim=True) - new_sgn,
+                      r.d.gather(1, slot))
+    r.d.addcmul_(beta * eta, w)
+    bad = enter & (sch <= c.tol * g_jj)
+    return bad | (moving & r.sing) if r.any_sing else bad
 
 
 def _put(T: torch.Tensor, j: torch.Tensor, value: torch.Tensor, where: torch.Tensor):
-    """``T[row, j[row]] = value[row]`` on the rows where ``where`` holds."""
-    j = j.unsqueeze(1)
-    new = torch.where(where.unsqueeze(1), value.unsqueeze(1), T.gather(1, j))
-    T.scatter_(1, j, new)
+    """``T[row, j[row]] = value[row]`` where ``where`` holds (all ``(n, 1)``)."""
+    T.scatter_(1, j, torch.where(where, value, T.gather(1, j)))
 
 
-def _entering(r: _Rows, a: torch.Tensor, positive: bool, eps: float):
-    """Step to the next atom joining, its index, its side, and ``1 -+ a``."""
-    # c reaches +lam after P / (1 - a) and -lam after Q / (1 + a); the next
-    # atom to join has the largest positive rate (1 - a) / P or (1 + a) / Q
-    up_den = 1 - a
-    rate = up_den / r.P
-    dn_den = None
-    if not positive:
-        dn_den = 1 + a
-        rate = torch.fmax(rate, dn_den.div(r.Q), out=rate)
-    r_in, j_in = rate.max(1)
-    if not bool((r_in <= 1 / eps).all()):  # a step below eps (an atom at its tie
-        rate.masked_fill_(~(rate <= 1 / eps), 0.0)  # at rounding level, e.g. one
-        r_in, j_in = rate.max(1)  # that has just left) or a 0/0: skip it
-    j1 = j_in.unsqueeze(1)
-    up_rate = (up_den.gather(1, j1) / r.P.gather(1, j1)).squeeze(1)
-    up = (up_rate >= r_in) & (up_rate <= 1 / eps)
-    inf = torch.full_like(r_in, float("inf"))
-    return torch.where(r_in > 0, 1 / r_in, inf), j_in, up, up_den, dn_den
+def _step(T: _Tables, r: _Rows, c: _Consts, positive: bool, lasso: bool
+          ) -> torch.Tensor:
+    """One breakpoint for every row, in place on ``r``; returns rows to repair.
 
-
-def _step(
-    Ge: torch.Tensor, Gk: torch.Tensor, r: _Rows, alpha: float, positive: bool,
-    lasso: bool,
-) -> None:
-    """One breakpoint for every row, in place on ``r``."""
-    K = r.P.shape[1]
-    eps = torch.finfo(r.P.dtype).eps * 10
-    d_S = _direction(Ge, r.idx, r.sgn)  # 0 on free slots
-    # rate of change of the correlations: d @ G for a d with s nonzeros per row
-    a = F.embedding_bag(r.idx, Gk, per_sample_weights=d_S, mode="sum")
-    g_in, j_in, up, up_den, dn_den = _entering(r, a, positive, eps)
+    Per-row quantities are ``(n, 1)`` columns, so they broadcast without views.
+    """
+    K, dt = c.K, r.PQ.dtype
+    d = r.d
+    # [1 - a | 1 + a] for the rate of change a = d @ G of the correlations:
+    # c reaches +lam after P / (1 - a) and -lam after Q / (1 + a), so the next
+    # atom to join has the largest positive rate den / PQ; rates past 1/eps (an
+    # atom at its tie at rounding level, e.g. one that has just left) and 0/0
+    # are skipped
+    den = F.embedding_bag(r.idx, T.GG, per_sample_weights=d.to(dt),
+                          mode="sum").add_(1.0)
+    rate = den / r.PQ
+    r_in = rate.amax(1, keepdim=True)
+    if not bool((r_in <= c.big).all()):
+        rate.masked_fill_(~(rate <= c.big), 0.0)
+        r_in = rate.amax(1, keepdim=True)
+    # the first column reaching it, with float passes only: (rate - r_in) is 0
+    # there and negative elsewhere (on the CPU, comparisons, boolean where and
+    # the index-tracking max(1) are 3-5x slower than float arithmetic)
+    at_max = torch.sub(rate, r_in).sign_().add_(1.0).mul_(c.rev)
+    j2 = (c.n_cols - at_max.amax(1, keepdim=True).long()).clamp_(0, c.n_cols - 1)
+    j_in, up = (j2, None) if positive else (j2.remainder(K), j2 < K)
+    g_in = r_in.to(_F64).clamp_min_(1e-300).reciprocal_()  # ~inf when none can join
     # an active code moving against its sign leaves when it reaches zero
-    inf = torch.full_like(g_in, float("inf"))
     if lasso:
-        g_drop = torch.where(r.sgn * d_S < 0, -r.code / d_S, inf.unsqueeze(1))
-        g_out, slot_out = g_drop.min(1)
+        g_out, slot_out = torch.where(r.sgn * d < 0, torch.div(r.code, d).neg_(),
+                                      c.inf).min(1, keepdim=True)
     else:
-        g_out, slot_out = inf, torch.zeros_like(j_in)
-    gamma = torch.minimum(torch.minimum(g_in, g_out), r.lam - alpha).clamp_min_(0)
-    g1 = gamma.unsqueeze(1)
-    r.code.addcmul_(g1, d_S)
-    r.P.addcmul_(g1, up_den, value=-1.0)
-    if not positive:
-        r.Q.addcmul_(g1, dn_den, value=-1.0)
-    finished = gamma >= r.lam - alpha
-    r.lam = torch.where(finished, torch.full_like(r.lam, alpha), r.lam - gamma)
-    drop = ~finished & (g_out <= g_in)
-    enter = ~finished & ~drop
-    # a leaving atom is back at its tie: c = sign * lam
-    j_out = r.idx.gather(1, slot_out.unsqueeze(1)).squeeze(1).clamp_max(K - 1)
-    s_out = r.sgn.gather(1, slot_out.unsqueeze(1)).squeeze(1)
-    # (an entering one is excluded from joining again while active)
-    changed = drop | enter
-    j = torch.where(drop, j_out, j_in)
-    _put(r.P, j, torch.where(drop, r.lam * (1 - s_out), inf), changed)
-    if not positive:
-        _put(r.Q, j, torch.where(drop, r.lam * (1 + s_out), inf), changed)
+        g_out, slot_out = c.inf.expand_as(g_in), torch.zeros_like(j_in)
+    to_end = r.lam - c.alpha
+    gamma = torch.minimum(torch.minimum(g_in, g_out), to_end).clamp_min_(0)
+    r.code.addcmul_(gamma, d)
+    r.PQ.addcmul_(gamma.to(dt), den, value=-1.0)
+    finished = gamma >= to_end
+    r.lam = torch.where(finished, c.alpha, r.lam - gamma)
+    moving = ~finished
+    drop = moving & (g_out <= g_in)
+    enter = moving ^ drop
+    # a leaving atom is back at its tie (c = s_out * lam); an entering one is
+    # excluded from joining again while active
+    j = torch.where(drop, r.idx.gather(1, slot_out).clamp_max_(K - 1), j_in)
+    s_out = r.sgn.gather(1, slot_out)
+    tie = torch.where(drop, torch.addcmul(r.lam, r.lam * s_out, c.side, value=-1.0),
+                      c.inf)
+    r.PQ.scatter_(1, j if positive else torch.cat([j, j + K], 1), tie.to(dt))
     # one slot changes per moving row: the leaving atom's, or the first free one
-    free = (r.sgn == 0).to(torch.uint8).argmax(1)
-    slot = torch.where(drop, slot_out, free)
-    new_idx = torch.where(drop, K + slot_out, j_in)
-    new_sgn = torch.where(drop, 0.0, torch.where(up, 1.0, -1.0)).to(r.sgn.dtype)
-    _put(r.idx, slot, new_idx, changed)
-    _put(r.sgn, slot, new_sgn, changed)
-    _put(r.code, slot, torch.zeros_like(new_sgn), drop)
+    slot = torch.where(drop, slot_out, r.sgn.abs().argmin(1, keepdim=True))
+    new_sgn = c.plus if positive else torch.where(up, c.plus, c.minus)
+    bad = _update_inverse(T.Ge, r, c, j_in, slot, enter, moving, new_sgn)
+    _put(r.idx, slot, torch.where(drop, slot + K, j_in), moving)
+    _put(r.sgn, slot, torch.where(drop, c.zero64, new_sgn), moving)
+    _put(r.code, slot, c.zero64.expand_as(g_in), drop)
+    return bad
+
+
+def _start(G: torch.Tensor, Ct: torch.Tensor, lam: torch.Tensor, todo: torch.Tensor,
+           s: int, positive: bool) -> _Rows:
+    """Every row with its largest correlation's atom in slot 0."""
+    n, K = Ct.shape
+    j0 = (Ct if positive else Ct.abs()).argmax(1, keepdim=True)
+    idx = torch.arange(K, K + s, device=Ct.device).repeat(n, 1)
+    idx[:, :1] = j0
+    sgn = Ct.new_zeros(n, s, dtype=_F64)
+    sgn[:, :1] = Ct.gather(1, j0).sign().to(_F64)
+    lam1 = lam.unsqueeze(1)
+    PQ = lam1 - Ct if positive else torch.cat([lam1 - Ct, lam1 + Ct], 1)
+    PQ.scatter_(1, j0 if positive else torch.cat([j0, j0 + K], 1), float("inf"))
+    Hinv = torch.eye(s, dtype=_F64, device=Ct.device).repeat(n, 1, 1)
+    Hinv[:, 0, 0] = 1 / G.diagonal()[j0.squeeze(1)].to(_F64)
+    return _Rows(todo, idx, sgn, torch.zeros_like(sgn), PQ, lam1.to(_F64), Hinv,
+                 Hinv.diagonal(dim1=1, dim2=2) * sgn,
+                 torch.zeros_like(lam1, dtype=torch.bool))
 
 
 def homotopy(
@@ -183,41 +308,44 @@ def homotopy(
     -------
     codes, steps, converged
     """
+    with torch.inference_mode():  # (no autograd bookkeeping on ~100 small ops a step)
+        codes, it, done = _path(G, C, alpha, max_steps, positive, lasso)
+    return codes.clone(), it, done
+
+
+def _path(G: torch.Tensor, C: torch.Tensor, alpha: float, max_steps: int,
+          positive: bool, lasso: bool) -> tuple[torch.Tensor, int, bool]:
     n_all, K = C.shape
     U_out = C.new_zeros(n_all, K + K)
     lam0 = C.amax(1) if positive else C.abs().amax(1)
     todo = torch.nonzero(lam0 > alpha).squeeze(1)
     if todo.numel() == 0 or max_steps <= 0:
         return U_out[:, :K], 0, todo.numel() == 0
-    Ct, lam = C[todo], lam0[todo]
-    n = todo.numel()
     s = min(K, 8)
-    j0 = (Ct if positive else Ct.abs()).argmax(1, keepdim=True)
-    idx = torch.arange(K, K + s, device=C.device).repeat(n, 1)
-    idx[:, :1] = j0
-    sgn = C.new_zeros(n, s)
-    sgn[:, :1] = Ct.gather(1, j0).sign()
-    lam1 = lam.unsqueeze(1)
-    P = (lam1 - Ct).scatter_(1, j0, float("inf"))
-    Q = C.new_zeros(n, 0) if positive else (lam1 + Ct).scatter_(1, j0, float("inf"))
-    r = _Rows(todo, idx, sgn, C.new_zeros(n, s), P, Q, lam)
-    Ge = _extended_gram(G, s)
-    Gk = Ge[:, :K].contiguous()
+    r = _start(G, C[todo], lam0[todo], todo, s, positive)
+    T = _Tables.build(G, s, positive)
+    c = _Consts.build(K, r.PQ.shape[1], alpha, C)
+
+    def write(rows: _Rows, sel: torch.Tensor | slice = slice(None)) -> None:
+        U_out[rows.todo[sel].unsqueeze(1), rows.idx[sel]] = rows.code[sel].to(
+            U_out.dtype)
+
     it = 0
     while it < max_steps and r.todo.numel() > 0:
         it += 1
-        _step(Ge, Gk, r, alpha, positive, lasso)
-        done = r.lam <= alpha
-        n_done, n_full = (int(v) for v in torch.stack([
-            done.sum(), ((r.sgn != 0).sum(1) == r.idx.shape[1]).sum()]).tolist())
+        bad = _step(T, r, c, positive, lasso).squeeze(1)
+        done = (r.lam <= alpha).squeeze(1)
+        n_done, n_full, n_bad = (int(v) for v in torch.stack([
+            done.sum(), (r.sgn.abs().amin(1) > 0).sum(), bad.sum()]).tolist())
+        if n_bad:  # rebuild the inverses that a rank-one update cannot give
+            r.refresh(bad, T.Ge)
         if n_done and (n_done == r.todo.numel() or n_done * 4 > r.todo.numel()):
-            U_out[r.todo[done].unsqueeze(1), r.idx[done]] = r.code[done]
+            write(r, done)
             r = r.take(~done)
         s = r.idx.shape[1]
         if n_full and s < K:  # a row may need another slot next step
-            r = _grow(r, K, min(K, 2 * s))
-            Ge = _extended_gram(G, r.idx.shape[1])
-            Gk = Ge[:, :K].contiguous()
+            r = _grow(r, K, min(K, s + 4))
+            T = _Tables.build(G, r.idx.shape[1], positive)
     if r.todo.numel() > 0:
-        U_out[r.todo.unsqueeze(1), r.idx] = r.code
+        write(r)
     return U_out[:, :K], it, r.todo.numel() == 0
