@@ -13,15 +13,18 @@ row is a unit vector, so the Gram block of the slots is the true ``G[S, S]``
 bordered by an identity: positive definite without any masking, and the
 direction on a free slot is 0.
 
-One breakpoint costs one ``(n, s, s)`` product with ``Hinv`` for the
-direction, one sparse product ``d @ [-G, G]`` (an ``embedding_bag`` over the
-slots, giving ``1 - d G`` and ``1 + d G`` at once) and three element-wise
-passes over ``(n, 2K)``. The atom entering or leaving changes one slot, so
-``Hinv`` takes a rank-one update (in float64, since float32 drifts off the
-path within a few dozen updates on coherent dictionaries); rows whose update
-would be ill-conditioned rebuild it from their Gram block. Everything is
-written with gathers and scatters, without boolean indexing, so a step
-synchronises with the host once, for the loop's bookkeeping.
+One breakpoint costs one sparse product ``d @ [-G, G]`` for the direction
+``d = Hinv sgn`` (an ``embedding_bag`` over the slots, giving ``1 - d G`` and
+``1 + d G`` at once), a few element-wise passes over ``(n, 2K)`` and one
+``(n, s, s)`` product: the atom entering or leaving changes one slot, so
+``Hinv`` and ``d`` take a rank-one update (in float64, since float32 drifts
+off the path within a few dozen updates on coherent dictionaries) instead of
+a Cholesky factorisation per breakpoint; rows whose update would be
+ill-conditioned rebuild theirs from their Gram block. Everything is written
+with gathers and scatters, without boolean indexing, and per-row quantities
+are ``(n, 1)`` columns, so a breakpoint is ~110 small operations and
+synchronises with the host twice (whether any rate needs masking, and the
+loop's bookkeeping).
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ class _Consts:
     K: int
     rev: torch.Tensor  # (W,) W - column number, in the input dtype
     n_cols: int  # W
+    n_cols_t: torch.Tensor  # W, in the input dtype
     big: torch.Tensor  # 1 / (10 eps) of the input dtype: larger rates are skipped
     zero: torch.Tensor  # 0 of the input dtype
     inf: torch.Tensor  # inf, float64
@@ -157,6 +161,7 @@ class _Consts:
         dev = like.device
         return cls(
             K, W - torch.arange(W, device=dev, dtype=like.dtype), W,
+            like.new_tensor(float(W)),
             like.new_tensor(1 / (torch.finfo(like.dtype).eps * 10)),
             like.new_tensor(0.0), f64(float("inf")), f64(0.0), f64(1.0), f64(-1.0),
             f64(alpha), f64([1.0] if W == K else [1.0, -1.0]),
@@ -180,7 +185,6 @@ def _update_inverse(
     times ``G[j, j]``, or a row whose block was singular): the caller rebuilds
     their inverse from the Gram block.
     """
-    n, s = r.idx.shape
     e_p = torch.zeros_like(r.code).scatter_(1, slot, 1.0)
     b = Ge.take(j_in * Ge.shape[0] + r.idx)  # G[j, S] (0 on the virtual atoms)
     y = (r.Hinv * torch.where(enter, b, e_p).unsqueeze(1)).sum(2)
@@ -190,7 +194,7 @@ def _update_inverse(
     beta = torch.where(moving, sch.reciprocal(), c.zero64)
     r.Hinv.addcmul_((beta * w).unsqueeze(2), w.unsqueeze(1))
     tau = torch.where(enter, c.minus, torch.where(moving, c.plus, c.zero64))
-    r.Hinv.view(n, s * s).scatter_add_(1, slot * (s + 1), tau)
+    r.Hinv.diagonal(dim1=1, dim2=2).scatter_add_(1, slot, tau)
     # the direction for the new signs: d += eta w, with eta = (b.d - new sign)
     # / sch for an entering atom and d_p / sch = -d_p / y_p for a leaving one
     eta = torch.where(enter, (b * r.d).sum(1, keepdim=True) - new_sgn,
@@ -228,8 +232,9 @@ def _step(T: _Tables, r: _Rows, c: _Consts, positive: bool, lasso: bool
     # the first column reaching it, with float passes only: (rate - r_in) is 0
     # there and negative elsewhere (on the CPU, comparisons, boolean where and
     # the index-tracking max(1) are 3-5x slower than float arithmetic)
-    at_max = torch.sub(rate, r_in).sign_().add_(1.0).mul_(c.rev)
-    j2 = (c.n_cols - at_max.amax(1, keepdim=True).long()).clamp_(0, c.n_cols - 1)
+    at_max = torch.sub(rate, r_in).sign_()  # 0 at the maximum, -1 elsewhere
+    j2 = c.n_cols - torch.addcmul(c.rev, at_max, c.n_cols_t).amax(1, keepdim=True
+                                                                  ).long()
     j_in, up = (j2, None) if positive else (j2.remainder(K), j2 < K)
     g_in = r_in.to(_F64).clamp_min_(1e-300).reciprocal_()  # ~inf when none can join
     # an active code moving against its sign leaves when it reaches zero
