@@ -164,3 +164,35 @@ def test_collinear_atoms_in_float32_stay_finite_and_optimal():
     best = solvers.lasso_objective(
         G64, C64, solvers.lasso_lars(G64, C64, 0.3).codes, 0.3, x64).sum()
     assert float(ours) <= float(best) * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_homotopy_float32_on_coherent_atoms_satisfies_kkt(china_patches, positive):
+    """256 atoms cut from the same image (4x overcomplete, highly coherent): the
+    float32 path, whose active-set inverses are updated by rank-one steps over
+    dozens of breakpoints, still ends at the lasso optimum (KKT checked in
+    float64) and matches the float64 path's objective."""
+    X = china_patches[:512]
+    rng = np.random.RandomState(1)
+    V = china_patches[rng.choice(len(china_patches), 256, replace=False)]
+    V = V / np.linalg.norm(V, axis=1, keepdims=True)
+    alpha = 0.5
+    G32, C32, _ = _gram(X.astype(np.float32), V.astype(np.float32))
+    res = solvers.lasso_lars(G32, C32, alpha, positive=positive)
+    assert res.converged and res.n_iter > 20  # a long path, many rank-one updates
+    G, C, x_sq = _gram(X, V)
+    U = res.codes.double()
+    corr = C - U @ G  # correlations of the atoms with the residual
+    active = U != 0
+    assert active.sum(1).float().mean() > 5
+    scale = alpha * 1e-3
+    if positive:
+        assert (U >= 0).all()
+        assert (corr <= alpha + scale).all()
+    else:
+        assert (corr.abs() <= alpha + scale).all()
+    assert ((corr[active] - alpha * U[active].sign()).abs() <= scale).all()
+    exact = solvers.lasso_lars(G, C, alpha, positive=positive).codes
+    ours = solvers.lasso_objective(G, C, U, alpha, x_sq).sum()
+    best = solvers.lasso_objective(G, C, exact, alpha, x_sq).sum()
+    assert abs(float(ours) - float(best)) <= 1e-5 * float(best)
