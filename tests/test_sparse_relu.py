@@ -176,3 +176,27 @@ def test_relu_estimator_trains_the_same_with_and_without_the_sparse_path(
                                atol=1e-11)
     for a, b in zip(sparse.history_, dense.history_, strict=True):
         assert a["l0"] == pytest.approx(b["l0"]) and a["fvu"] == pytest.approx(b["fvu"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape,k", [((300, 256), 4), ((64, 3072), 32)])
+def test_two_stage_topk_on_wide_rows_gives_the_topk_codes(dtype, shape, k):
+    """Wide rows take the chunked two-stage selection: same codes as topk,
+    with ties, rows without enough positives and clustered large entries."""
+    g = torch.Generator().manual_seed(1)
+    pre = (torch.randn(*shape, generator=g) - 1.0).to(dtype)
+    pre[0] = -1.0  # no positive entry
+    pre[1] = 0.5  # all tied
+    pre[2, :3 * k] = 5.0 + 0.25 * torch.arange(3 * k)  # in 3k contiguous columns
+    pre[3, ::shape[1] // 8] = 7.0 + 0.5 * torch.arange(8)  # all in one chunk
+
+    def codes(idx):
+        return torch.zeros_like(pre).scatter(1, idx, torch.relu(pre.gather(1, idx)))
+
+    idx = _topk_indices(pre, k)
+    assert idx.shape == (shape[0], k)
+    assert (idx.sort(1).values.diff(dim=1) > 0).all()  # k distinct columns
+    got, ref = codes(idx), codes(pre.topk(k, dim=1).indices)
+    torch.testing.assert_close(got.sort(1).values, ref.sort(1).values, rtol=0, atol=0)
+    # rows 2 and 3 have no ties among their top k: the same columns
+    torch.testing.assert_close(got[2:4], ref[2:4], rtol=0, atol=0)
