@@ -196,3 +196,34 @@ def test_homotopy_float32_on_coherent_atoms_satisfies_kkt(china_patches, positiv
     ours = solvers.lasso_objective(G, C, U, alpha, x_sq).sum()
     best = solvers.lasso_objective(G, C, exact, alpha, x_sq).sum()
     assert abs(float(ours) - float(best)) <= 1e-5 * float(best)
+
+
+def test_active_set_finisher_solves_from_a_nearby_support(china_patches):
+    """`finish` (the homotopy's tail solver) reaches the exact lasso solution
+    from a support missing some of its atoms (as at the end of a path); a row
+    it cannot settle is reported, never returned wrong."""
+    from sparsecode._active_set import finish
+
+    X = china_patches[:200]
+    rng = np.random.RandomState(2)
+    V = china_patches[rng.choice(len(china_patches), 128, replace=False)]
+    V = V / np.linalg.norm(V, axis=1, keepdims=True)
+    G, C, x_sq = _gram(X, V)
+    exact = solvers.lasso_lars(G, C, 0.5).codes
+    guess = exact.sign()
+    flip = torch.rand(guess.shape, generator=torch.Generator().manual_seed(0))
+    guess[flip < 0.15] = 0.0  # some atoms of the solution missing
+    assert (guess != exact.sign()).any(1).float().mean() > 0.5
+    done, codes = finish(G, C, guess, 0.5, positive=False)
+    assert done.float().mean() > 0.9
+    corr = C - codes @ G  # lasso optimality on the settled rows
+    act = codes != 0
+    assert (corr[done].abs() <= 0.5 + 1e-8).all()
+    assert ((corr - 0.5 * codes.sign())[act & done.unsqueeze(1)].abs() <= 1e-8).all()
+    obj = solvers.lasso_objective(G, C, codes, 0.5, x_sq)
+    ref = solvers.lasso_objective(G, C, exact, 0.5, x_sq)
+    torch.testing.assert_close(obj[done], ref[done], rtol=1e-10, atol=0)
+    done1, codes1 = finish(G, C, guess, 0.5, positive=False, max_iter=1)
+    wrong = (guess != exact.sign()).any(1)
+    assert not (done1 & wrong).any()  # a wrong guess is never accepted as is
+    assert (codes1[~done1] == 0).all()

@@ -25,6 +25,12 @@ with gathers and scatters, without boolean indexing, and per-row quantities
 are ``(n, 1)`` columns, so a breakpoint is ~110 small operations and
 synchronises with the host twice (whether any rate needs masking, and the
 loop's bookkeeping).
+
+A batch needs as many breakpoints as its longest path (~3x the median), the
+last of them for a few rows, so when at most 1/8 of the rows remain
+`_active_set.finish` tries to jump each to its solution from its current
+support (exact when it settles, checked); the rows it leaves carry on along
+the path. On 512 patches this cuts ~32 breakpoints to ~19.
 """
 
 from __future__ import annotations
@@ -34,9 +40,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ._active_set import finish
+
 __all__ = ["homotopy", "spd_solve"]
 
 _F64 = torch.float64
+_TAIL = 8  # the active-set finisher takes over at 1/_TAIL of the rows
 
 
 @dataclass
@@ -318,6 +327,20 @@ def homotopy(
     return codes.clone(), it, done
 
 
+def _finish_tail(G: torch.Tensor, C: torch.Tensor, r: _Rows, alpha: float,
+                 positive: bool, U_out: torch.Tensor) -> _Rows:
+    """Solve the rows that `finish` settles from their current signs; return
+    the rest (for the homotopy to carry on)."""
+    K = C.shape[1]
+    sgn_K = r.sgn.new_zeros(r.idx.shape[0], K + r.idx.shape[1])
+    sgn_K = sgn_K.scatter_(1, r.idx, r.sgn)[:, :K]
+    ok, codes = finish(G, C[r.todo], sgn_K, alpha, positive)
+    if not bool(ok.any()):
+        return r
+    U_out[r.todo[ok], :K] = codes[ok].to(U_out.dtype)
+    return r.take(~ok)
+
+
 def _path(G: torch.Tensor, C: torch.Tensor, alpha: float, max_steps: int,
           positive: bool, lasso: bool) -> tuple[torch.Tensor, int, bool]:
     n_all, K = C.shape
@@ -335,8 +358,13 @@ def _path(G: torch.Tensor, C: torch.Tensor, alpha: float, max_steps: int,
         U_out[rows.todo[sel].unsqueeze(1), rows.idx[sel]] = rows.code[sel].to(
             U_out.dtype)
 
-    it = 0
+    it, tail, tried = 0, max(16, todo.numel() // _TAIL), not lasso
     while it < max_steps and r.todo.numel() > 0:
+        if not tried and r.todo.numel() <= tail:
+            tried = True  # the last rows: try to jump to their solutions
+            r = _finish_tail(G, C, r, alpha, positive, U_out)
+            if r.todo.numel() == 0:
+                break
         it += 1
         bad = _step(T, r, c, positive, lasso).squeeze(1)
         done = (r.lam <= alpha).squeeze(1)

@@ -1,0 +1,127 @@
+"""An active-set finisher for the last rows of the lasso homotopy.
+
+The homotopy (`_homotopy`) moves every row one event (an atom joining or
+leaving) per breakpoint, so a batch takes as many breakpoints as its longest
+path, ~3x the median; the last third of them serve a few rows and cost only
+per-operation overhead. Those rows are close to their solution: their current
+support differs from the final one by a few atoms. This module solves the
+lasso at ``alpha`` directly from such a warm start by primal-dual active-set
+iterations, changing every violated condition at once:
+
+1. solve the KKT system on the guessed support ``S`` with signs ``s``:
+   ``G[S, S] u = c[S] - alpha s``;
+2. drop the atoms whose code disagrees with its sign; add the inactive atoms
+   whose correlation with the residual exceeds ``alpha`` (with its sign);
+3. stop when nothing changes: ``u`` then satisfies the lasso optimality
+   conditions (checked, to a rounding tolerance), so it is the lasso solution.
+
+Active-set iterations can cycle; rows not settled in a few iterations are
+left to the homotopy, which is exact by construction. The linear algebra runs
+in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["finish"]
+
+_F64 = torch.float64
+
+
+def _slots(act: torch.Tensor, m: int, K: int, cols: torch.Tensor) -> torch.Tensor:
+    """Padded support lists of boolean rows: the atom of each of ``m`` slots.
+
+    The active columns are written to their rank among the row's active
+    columns (a cumulative sum, no sort); free slots point at virtual atoms
+    ``K + slot`` (unit Gram rows, zero correlation), as in the homotopy, so
+    nothing downstream needs a mask.
+    """
+    n = act.shape[0]
+    rank = torch.where(act, act.cumsum(1) - 1, m)  # inactive -> a spare slot m
+    idx = torch.arange(K, K + m + 1, device=act.device).repeat(n, 1)
+    return idx.scatter_(1, rank, cols.expand(n, K))[:, :m]
+
+
+def _extended(G: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``G`` (float64) bordered by ``m`` virtual unit atoms, and its first K
+    columns in ``G``'s dtype (the table of ``u @ G``: the correlations need
+    only be accurate to the rounding tolerance, the solve is in float64)."""
+    K = G.shape[0]
+    Ge = G.new_zeros(K + m, K + m, dtype=_F64)
+    Ge[:K, :K] = G
+    Ge[K:, K:] = torch.eye(m, dtype=_F64, device=G.device)
+    Gk = G.new_zeros(K + m, K)
+    Gk[:K] = G
+    return Ge, Gk
+
+
+def finish(
+    G: torch.Tensor, C: torch.Tensor, sgn_K: torch.Tensor, alpha: float,
+    positive: bool, max_iter: int = 6,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Active-set iterations for the lasso of rows ``C`` from signs ``sgn_K``.
+
+    Parameters
+    ----------
+    G : torch.Tensor of shape (K, K)
+        Gram matrix of the atoms.
+    C : torch.Tensor of shape (n, K)
+        Correlations of the rows with the atoms.
+    sgn_K : torch.Tensor of shape (n, K)
+        Guessed signs (0 off the support), float64.
+    alpha : float
+    positive : bool
+        Non-negative codes.
+    max_iter : int
+        Iterations before giving up on a row (each works on the rows not
+        settled yet).
+
+    Returns
+    -------
+    done : torch.Tensor of shape (n,), bool
+        Rows whose solution was found.
+    codes : torch.Tensor of shape (n, K), float64
+        Their solutions (zero on the other rows).
+    """
+    n, K = C.shape
+    tol = alpha * (1e-4 if C.dtype != _F64 else 1e-9)  # rounding of the correlations
+    cols = torch.arange(K, device=C.device)
+    cap = 0
+    done = torch.zeros(n, dtype=torch.bool, device=C.device)
+    U = C.new_zeros(n, 2 * K, dtype=_F64)  # (columns >= K: virtual atoms)
+    rows = torch.arange(n, device=C.device)  # the rows not settled yet
+    C64 = C.to(_F64)
+    for _ in range(max_iter):
+        act = sgn_K != 0
+        m = max(1, int(act.sum(1).max()))
+        if m > cap:  # room for the support to grow without rebuilding each time
+            cap = min(K, m + 16)
+            Ge, Gk = _extended(G, cap)
+        idx = _slots(act, m, K, cols)
+        free = idx >= K
+        sgn = sgn_K.gather(1, idx.clamp_max(K - 1)).masked_fill_(free, 0.0)
+        G_SS = Ge.take(idx.unsqueeze(2) * Ge.shape[0] + idx.unsqueeze(1))
+        rhs = (C64.gather(1, idx.clamp_max(K - 1)) - alpha * sgn).masked_fill_(free, 0)
+        L, info = torch.linalg.cholesky_ex(G_SS)
+        codes = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2)
+        ok = (info == 0) & torch.isfinite(codes).all(1)
+        corr = C64 - F.embedding_bag(idx, Gk, per_sample_weights=codes.to(Gk.dtype),
+                                     mode="sum")
+        wrong_sign = (codes * sgn <= 0) & ~free
+        over = (corr > alpha + tol) if positive else (corr.abs() > alpha + tol)
+        joins = ~act & over
+        settled = ok & ~wrong_sign.any(1) & ~joins.any(1)
+        U[rows[settled].unsqueeze(1), idx[settled]] = codes[settled]
+        done[rows[settled]] = True
+        keep = ~settled
+        if not bool(keep.any()):
+            break
+        # every violated condition of the other rows changes at once
+        drop_K = torch.zeros_like(sgn_K).scatter_add_(
+            1, idx.clamp_max(K - 1), wrong_sign.to(_F64)) > 0
+        sgn_K = torch.where(drop_K, 0.0, sgn_K)
+        sgn_K = torch.where(joins, 1.0 if positive else corr.sign(), sgn_K)[keep]
+        rows, C64 = rows[keep], C64[keep]
+    return done, U[:, :K]
