@@ -227,3 +227,24 @@ def test_active_set_finisher_solves_from_a_nearby_support(china_patches):
     wrong = (guess != exact.sign()).any(1)
     assert not (done1 & wrong).any()  # a wrong guess is never accepted as is
     assert (codes1[~done1] == 0).all()
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_orthogonal_atoms_take_the_closed_form(positive):
+    """Scaled orthogonal atoms plus zero atoms (sklearn's SVD initialisation):
+    the closed form matches sklearn's lasso, and a perturbed (non-orthogonal)
+    dictionary goes down the path instead."""
+    rng = np.random.RandomState(0)
+    Q, _ = np.linalg.qr(rng.randn(8, 8))
+    V = np.vstack([Q * rng.uniform(0.5, 3.0, (8, 1)), np.zeros((4, 8))])
+    X = 2 * rng.randn(30, 8)
+    algorithm = "lasso_cd" if positive else "lasso_lars"
+    ref = sk_encode(X, V, algorithm=algorithm, alpha=0.4, positive=positive,
+                    max_iter=100_000)
+    G, C, _ = _gram(X, V)
+    res = solvers.lasso_lars(G, C, 0.4, positive=positive)
+    assert res.n_iter == 1 and res.converged
+    np.testing.assert_allclose(res.codes.numpy(), ref, atol=1e-7)
+    V[0] += 0.05 * V[1]
+    G, C, _ = _gram(X, V)
+    assert solvers.lasso_lars(G, C, 0.4, positive=positive).n_iter > 1

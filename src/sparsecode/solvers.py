@@ -262,10 +262,27 @@ def lasso_lars(
     (up to rounding), as sklearn's ``LassoLars`` computes one sample at a time.
 
     ``max_iter`` bounds the number of breakpoints per sample.
+
+    Mutually orthogonal atoms (an SVD initialisation, a PCA basis) decouple
+    the problem: each code is its soft-thresholded correlation divided by the
+    atom's squared norm, the end of the same path in closed form.
     """
+    K = G.shape[0]
+    if max_iter >= K and _orthogonal(G):  # (a path has at most K events then)
+        g = G.diagonal()
+        codes = soft_threshold(C, alpha, positive) / torch.where(g > 0, g, 1.0)
+        return SolverResult(codes, 1, True)
     codes, steps, done = homotopy(G, C, alpha, max_steps=max_iter, positive=positive,
                                   lasso=True)
     return SolverResult(codes, steps, done)
+
+
+def _orthogonal(G: torch.Tensor) -> bool:
+    """Whether the atoms of Gram matrix ``G`` are orthogonal to rounding level."""
+    g = G.diagonal().clamp_min(0).sqrt()
+    off = (G - torch.diag_embed(G.diagonal())).abs()
+    tol = 100 * torch.finfo(G.dtype).eps
+    return bool((off <= tol * torch.outer(g, g)).all())
 
 
 def omp(
