@@ -60,3 +60,16 @@ def test_numpy_and_torch_loops_agree(positive):
                unused, positive)
     np.testing.assert_allclose(V_t.numpy(), V_np, atol=1e-12)
     assert not np.allclose(V_np, V)  # the pass moved the atoms
+
+
+def test_svd_init_from_the_gram_matrix_matches_the_svd(china_patches):
+    """The online estimator's initialisation (eigenvectors of X^T X) gives the
+    SVD's atoms, signs included, padded with zero atoms."""
+    from sparsecode._dict_update import svd_init
+
+    X = torch.tensor(china_patches)
+    _, ref = svd_init(X, 100)
+    codes, atoms = svd_init(X, 100, need_codes=False)
+    assert codes.numel() == 0 and atoms.shape == (100, 64)
+    torch.testing.assert_close(atoms, ref, atol=1e-8 * float(ref.abs().max()), rtol=0)
+    assert (atoms[64:] == 0).all()

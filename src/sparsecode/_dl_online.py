@@ -184,7 +184,8 @@ split_sign, positive_code, transform_max_iter
                     f"got {tuple(V.shape)}."
                 )
         else:
-            _, V = svd_init(X, self._n_components, _SVD_MAX_ROWS, self._gen)
+            _, V = svd_init(X, self._n_components, _SVD_MAX_ROWS, self._gen,
+                            need_codes=False)
         K, d = self._n_components, X.shape[1]
         self._A = X.new_zeros(K, K)
         self._B = X.new_zeros(d, K)

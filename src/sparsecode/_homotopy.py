@@ -378,7 +378,8 @@ def _path(G: torch.Tensor, C: torch.Tensor, alpha: float, max_steps: int,
         s = r.idx.shape[1]
         if n_full and s < K:  # a row may need another slot next step
             r = _grow(r, K, min(K, s + 4))
-            T = _Tables.build(G, r.idx.shape[1], positive)
+            if T.Ge.shape[0] < K + r.idx.shape[1]:  # (spare virtual atoms are unused)
+                T = _Tables.build(G, min(K, r.idx.shape[1] + 12), positive)
     if r.todo.numel() > 0:
         write(r)
     return U_out[:, :K], it, r.todo.numel() == 0
