@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["finish"]
+__all__ = ["extended_gram", "finish", "gram_block"]
 
 _F64 = torch.float64
 
@@ -44,23 +44,35 @@ def _slots(act: torch.Tensor, m: int, K: int, cols: torch.Tensor) -> torch.Tenso
     return idx.scatter_(1, rank, cols.expand(n, K))[:, :m]
 
 
-def _extended(G: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``G`` (float64) bordered by ``m`` virtual unit atoms, and its first K
-    columns in ``G``'s dtype (the table of ``u @ G``: the correlations need
-    only be accurate to the rounding tolerance, the solve is in float64)."""
+def extended_gram(G: torch.Tensor, m: int) -> torch.Tensor:
+    """``G`` in float64 bordered by ``m`` virtual atoms ``K .. K + m - 1``,
+    orthogonal to everything and of unit norm: the Gram block of a padded
+    support list is then positive definite without masking."""
     K = G.shape[0]
     Ge = G.new_zeros(K + m, K + m, dtype=_F64)
     Ge[:K, :K] = G
     Ge[K:, K:] = torch.eye(m, dtype=_F64, device=G.device)
-    Gk = G.new_zeros(K + m, K)
-    Gk[:K] = G
-    return Ge, Gk
+    return Ge
+
+
+def gram_block(Ge: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``G[S, S]`` of every row's padded support list ``idx`` (n, m)."""
+    return Ge.take(idx.unsqueeze(2) * Ge.shape[0] + idx.unsqueeze(1))
+
+
+def _tables(G: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`extended_gram` and the table of ``u @ G`` in ``G``'s dtype (the
+    correlations need only be accurate to the rounding tolerance; the solve
+    is in float64)."""
+    Gk = G.new_zeros(G.shape[0] + m, G.shape[0])
+    Gk[:G.shape[0]] = G
+    return extended_gram(G, m), Gk
 
 
 def finish(
     G: torch.Tensor, C: torch.Tensor, sgn_K: torch.Tensor, alpha: float,
     positive: bool, max_iter: int = 6,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Active-set iterations for the lasso of rows ``C`` from signs ``sgn_K``.
 
     Parameters
@@ -98,11 +110,11 @@ def finish(
         m = max(1, int(act.sum(1).max()))
         if m > cap:  # room for the support to grow without rebuilding each time
             cap = min(K, m + 16)
-            Ge, Gk = _extended(G, cap)
+            Ge, Gk = _tables(G, cap)
         idx = _slots(act, m, K, cols)
         free = idx >= K
         sgn = sgn_K.gather(1, idx.clamp_max(K - 1)).masked_fill_(free, 0.0)
-        G_SS = Ge.take(idx.unsqueeze(2) * Ge.shape[0] + idx.unsqueeze(1))
+        G_SS = gram_block(Ge, idx)
         rhs = (C64.gather(1, idx.clamp_max(K - 1)) - alpha * sgn).masked_fill_(free, 0)
         L, info = torch.linalg.cholesky_ex(G_SS)
         codes = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._active_set import finish
+from ._active_set import extended_gram, finish, gram_block
 
 __all__ = ["homotopy", "spd_solve"]
 
@@ -71,7 +71,7 @@ class _Rows:
 
     def refresh(self, rows: torch.Tensor, Ge: torch.Tensor) -> None:
         """Rebuild ``Hinv`` and ``d`` of some rows from their Gram blocks."""
-        inv, sing = _inverse(_gram_block(Ge, self.idx[rows]))
+        inv, sing = _inverse(gram_block(Ge, self.idx[rows]))
         self.Hinv[rows], self.sing[rows] = inv, sing.unsqueeze(1)
         self.d[rows] = (inv @ self.sgn[rows].unsqueeze(2)).squeeze(2)
         self.any_sing = bool(self.sing.any())
@@ -87,9 +87,7 @@ class _Tables:
     @classmethod
     def build(cls, G: torch.Tensor, s: int, positive: bool) -> _Tables:
         K = G.shape[0]
-        Ge = G.new_zeros(K + s, K + s, dtype=_F64)
-        Ge[:K, :K] = G
-        Ge[K:, K:] = torch.eye(s, dtype=_F64, device=G.device)
+        Ge = extended_gram(G, s)
         GG = G.new_zeros(K + s, K if positive else 2 * K)
         GG[:K, :K] = -G
         if not positive:
@@ -120,13 +118,6 @@ def spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         w[bad] = (torch.linalg.pinv(A[bad], hermitian=True)
                   @ b[bad].unsqueeze(2)).squeeze(2)
     return w
-
-
-def _gram_block(Ge: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``G[S, S]`` of every row's slots (the identity on free slots)."""
-    s = idx.shape[1]
-    flat = idx.unsqueeze(2) * Ge.shape[0] + idx.unsqueeze(1)
-    return Ge.reshape(-1).index_select(0, flat.reshape(-1)).reshape(idx.shape[0], s, s)
 
 
 def _inverse(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
