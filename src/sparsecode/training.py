@@ -132,9 +132,9 @@ def _track(state: TrainState, out: dict, x: torch.Tensor, terms: dict,
     active, fired, center, n = stats
     state.since_fired = torch.where(fired, 0, state.since_fired + n)
     xf = x.float()
-    sums = {"loss": loss, **terms,
-            "sse": (xf - out["x_hat"].float()).pow(2).sum(),
-            "sst": (xf - center).pow(2).sum(), "nnz": active.sum()}
+    err, dev = xf - out["x_hat"].detach().float(), xf - center
+    sums = {"loss": loss, **terms, "sse": (err * err).sum(),
+            "sst": (dev * dev).sum(), "nnz": active.sum()}
     for name, val in sums.items():
         val = val.detach().double()
         state.acc[name] = state.acc[name] + val if name in state.acc else val

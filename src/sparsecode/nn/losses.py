@@ -43,7 +43,7 @@ __all__ = ["LOSS_TERMS", "sae_losses"]
 def _sq_err(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Mean over rows of the squared error, in at least float32."""
     diff = x.float() - x_hat.float() if x.dtype != torch.float64 else x - x_hat
-    return diff.pow(2).sum(-1).mean()
+    return (diff * diff).sum(-1).mean()  # (pow's backward is 2.5x slower on the CPU)
 
 
 def _codes(out: dict) -> torch.Tensor:
