@@ -64,19 +64,18 @@ def bench_fit(X_tr, X_te, n_components, alpha, ours_kw, seeds):
     make_ours(0).fit(X32[:2048])
     res = {"sklearn": [], "sparsecode": []}
 
-    def run(name, make, data, seed):
+    def run(make, data, seed):
         gc.collect()
         time.sleep(1.0)  # let the other library's threads go idle first
-        est, t = timed(lambda: make(seed).fit(data))
-        return est, t
+        return timed(lambda: make(seed).fit(data))
 
     for seed in seeds:
         # the machine's speed drifts over tens of seconds: sparsecode's fit
         # (~2 s) runs just before and just after sklearn's (~20 s), and its
         # time is the mean of the two
-        ours, t1 = run("sparsecode", make_ours, X32, seed)
-        sk, t_sk = run("sklearn", make_sk, X_tr, seed)
-        _, t2 = run("sparsecode", make_ours, X32, seed)
+        ours, t1 = run(make_ours, X32, seed)
+        sk, t_sk = run(make_sk, X_tr, seed)
+        _, t2 = run(make_ours, X32, seed)
         for name, est, t, note in (("sklearn", sk, t_sk, ""),
                                    ("sparsecode", ours, (t1 + t2) / 2,
                                     f" (runs {t1:.2f}, {t2:.2f} s)")):
@@ -87,8 +86,8 @@ def bench_fit(X_tr, X_te, n_components, alpha, ours_kw, seeds):
                   flush=True)
     (t_sk, o_sk), (t_ours, o_ours) = (
         np.mean([r[:2] for r in res[k]], axis=0) for k in ("sklearn", "sparsecode"))
-    ratios = [sk[0] / ours[0]
-              for sk, ours in zip(res["sklearn"], res["sparsecode"], strict=True)]
+    ratios = [a[0] / b[0]
+              for a, b in zip(res["sklearn"], res["sparsecode"], strict=True)]
     print(f"fit  mean: sklearn {t_sk:.2f} s / {o_sk:.4f}, sparsecode {t_ours:.2f} s"
           f" / {o_ours:.4f}  ({ours_kw})")
     print(f"fit  speed-up {t_sk / t_ours:.1f}x (ratio of means; per seed "

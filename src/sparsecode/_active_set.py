@@ -112,10 +112,10 @@ def finish(
             cap = min(K, m + 16)
             Ge, Gk = _tables(G, cap)
         idx = _slots(act, m, K, cols)
-        free = idx >= K
-        sgn = sgn_K.gather(1, idx.clamp_max(K - 1)).masked_fill_(free, 0.0)
+        free, atom = idx >= K, idx.clamp_max(K - 1)  # (atom: gatherable from C)
+        sgn = sgn_K.gather(1, atom).masked_fill_(free, 0.0)
         G_SS = gram_block(Ge, idx)
-        rhs = (C64.gather(1, idx.clamp_max(K - 1)) - alpha * sgn).masked_fill_(free, 0)
+        rhs = (C64.gather(1, atom) - alpha * sgn).masked_fill_(free, 0)
         L, info = torch.linalg.cholesky_ex(G_SS)
         codes = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2)
         ok = (info == 0) & torch.isfinite(codes).all(1)
@@ -132,7 +132,7 @@ def finish(
             break
         # every violated condition of the other rows changes at once
         drop_K = torch.zeros_like(sgn_K).scatter_add_(
-            1, idx.clamp_max(K - 1), wrong_sign.to(_F64)) > 0
+            1, atom, wrong_sign.to(_F64)) > 0
         sgn_K = torch.where(drop_K, 0.0, sgn_K)
         sgn_K = torch.where(joins, 1.0 if positive else corr.sign(), sgn_K)[keep]
         rows, C64 = rows[keep], C64[keep]

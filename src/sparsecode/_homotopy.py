@@ -144,7 +144,6 @@ class _Consts:
     n_cols: int  # W
     n_cols_t: torch.Tensor  # W, in the input dtype
     big: torch.Tensor  # 1 / (10 eps) of the input dtype: larger rates are skipped
-    zero: torch.Tensor  # 0 of the input dtype
     inf: torch.Tensor  # inf, float64
     zero64: torch.Tensor
     plus: torch.Tensor  # +1, float64
@@ -163,7 +162,7 @@ class _Consts:
             K, W - torch.arange(W, device=dev, dtype=like.dtype), W,
             like.new_tensor(float(W)),
             like.new_tensor(1 / (torch.finfo(like.dtype).eps * 10)),
-            like.new_tensor(0.0), f64(float("inf")), f64(0.0), f64(1.0), f64(-1.0),
+            f64(float("inf")), f64(0.0), f64(1.0), f64(-1.0),
             f64(alpha), f64([1.0] if W == K else [1.0, -1.0]),
             torch.finfo(_F64).eps ** 0.5,
         )
