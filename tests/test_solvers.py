@@ -92,6 +92,20 @@ def test_lasso_objective_within_half_percent_of_sklearn_cd(china_patches, algori
     assert _objective(X, V, ours, 1.0) <= 1.005 * _objective(X, V, ref, 1.0)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("algorithm", ["lasso_lars", "lasso_cd", "fista"])
+def test_lasso_objective_on_sparse_coded_signal(algorithm):
+    """make_sparse_coded_signal with its own dictionary: our objective <= 1.005 x
+    sklearn's lasso_cd run to convergence."""
+    from sklearn.datasets import make_sparse_coded_signal
+
+    X, V, _ = make_sparse_coded_signal(n_samples=200, n_components=48, n_features=24,
+                                       n_nonzero_coefs=5, random_state=0)
+    ref = sk_encode(X, V, algorithm="lasso_cd", alpha=0.2, max_iter=5000)
+    ours = sparse_encode(X, V, algorithm=algorithm, alpha=0.2, max_iter=5000)
+    assert _objective(X, V, ours, 0.2) <= 1.005 * _objective(X, V, ref, 0.2)
+
+
 def test_fista_warns_when_not_converged():
     X, V = _problem()
     with pytest.warns(ConvergenceWarning, match="did not converge"):
