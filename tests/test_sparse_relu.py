@@ -93,6 +93,8 @@ def test_pattern_from_mask_is_csr_of_the_mask():
     assert torch.equal(p.crow, torch.cat([torch.zeros(1, dtype=torch.long),
                                           mask.sum(1).cumsum(0)]))
     assert p.batch == 7 and p.nnz == int(mask.sum())
+    assert torch.equal(p.flat, p.row * 9 + p.col)
+    assert Pattern.from_indices(nz[:, 1:].reshape(-1, 1), 9).flat is None
     assert torch.equal(Pattern.from_mask(mask, p.nnz).col, p.col)
     ccol, row_t, order = p.by_col()
     assert torch.equal(p.col[order], p.col.sort(stable=True).values)
@@ -200,3 +202,19 @@ def test_two_stage_topk_on_wide_rows_gives_the_topk_codes(dtype, shape, k):
     torch.testing.assert_close(got.sort(1).values, ref.sort(1).values, rtol=0, atol=0)
     # rows 2 and 3 have no ties among their top k: the same columns
     torch.testing.assert_close(got[2:4], ref[2:4], rtol=0, atol=0)
+
+
+def test_decoder_norm_gradient_matches_torch_with_a_zero_row():
+    from sparsecode.nn.losses import _RowNorms
+
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    W[2] = 0.0
+    W.requires_grad_()
+    w = torch.randn(6, generator=g, dtype=torch.float64)
+    ours, = torch.autograd.grad((_RowNorms.apply(W) * w).sum(), W)
+    ref, = torch.autograd.grad((torch.linalg.vector_norm(W, dim=1) * w).sum(), W)
+    torch.testing.assert_close(ours, ref)
+    assert torch.equal(ours[2], torch.zeros(5, dtype=torch.float64))
+    rows = W.detach()[[0, 1, 3]].requires_grad_()
+    assert torch.autograd.gradcheck(_RowNorms.apply, (rows,))

@@ -201,9 +201,9 @@ def test_history_sparsity_warmup_and_clipping(toy, monkeypatch):
     import sparsecode.training as training
 
     calls = []
-    real = torch.nn.utils.clip_grad_norm_
-    monkeypatch.setattr(training.torch.nn.utils, "clip_grad_norm_",
-                        lambda p, m: calls.append(m) or real(p, m))
+    real = training._clip_gradients
+    monkeypatch.setattr(training, "_clip_gradients",
+                        lambda s, o, m: calls.append(m) or real(s, o, m))
     est = SparseAutoencoder(**_kw(activation="relu", sparsity_warmup=0.5,
                                   max_grad_norm=0.5)).fit(toy)
     assert len(calls) == est.n_steps_ == 30 and set(calls) == {0.5}
@@ -214,6 +214,43 @@ def test_history_sparsity_warmup_and_clipping(toy, monkeypatch):
     assert est.history_[0]["l1"] / est.history_[0]["l0"] < (
         est.history_[-1]["l1"] / est.history_[-1]["l0"])  # alpha warms up
     assert est.history_[-1]["fvu"] < est.history_[0]["fvu"]
+
+
+class _Params:
+    def __init__(self, params):
+        self._params = params
+
+    def params(self):
+        return self._params
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_clip_gradients_equals_clip_grad_norm(fused):
+    from sparsecode.training import _clip_gradients
+
+    g = torch.Generator().manual_seed(0)
+    init = [torch.randn(40, 6, generator=g), torch.randn(6, generator=g)]
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    opt = torch.optim.Adam(ours, lr=0.05, fused=fused)
+    opt_ref = torch.optim.Adam(ref, lr=0.05)
+    for step, (scale, max_norm) in enumerate([(5.0, 1.0), (0.01, 1.0), (3.0, None),
+                                              (4.0, 0.5)]):
+        grads = [scale * torch.randn(t.shape, generator=g) for t in init]
+        for p, q, gr in zip(ours, ref, grads, strict=True):
+            p.grad, q.grad = gr.clone(), gr.clone()
+        _clip_gradients(_Params(ours), opt, max_norm)
+        opt.step()
+        if max_norm:
+            norm = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+        opt_ref.step()
+        for p, q in zip(ours, ref, strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(p.grad, q.grad)  # stored clipped
+        if max_norm and norm > max_norm:  # a clipped step: could fail
+            assert abs(float(torch.nn.utils.get_total_norm(
+                [p.grad for p in ours])) - max_norm) < 1e-5, step
+    assert not torch.equal(ours[0].detach(), init[0])
 
 
 def test_partial_fit_continues(toy):

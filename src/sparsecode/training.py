@@ -97,8 +97,7 @@ def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
     fired, center, n = comm.reduce_step(state.params(), fired, x)
     if model.activation.unit_norm_decoder:
         model.remove_parallel_grad_()
-    if config.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(state.params(), config.max_grad_norm)
+    _clip_gradients(state, opt, config.max_grad_norm)
     lr = config.learning_rate * lr_factor(state.step, config)
     for group in opt.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -106,6 +105,35 @@ def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
     if model.activation.unit_norm_decoder:
         model.normalize_decoder_()
     _track(state, out, x, terms, loss, (active, fired, center, n))
+
+
+@torch.no_grad()
+def _clip_gradients(state: TrainState, opt: torch.optim.Optimizer,
+                    max_norm: float | None) -> None:
+    """Scale the gradients to a global norm of at most ``max_norm``.
+
+    A fused Adam divides the gradients by its ``grad_scale`` inside its one
+    pass over them (the contract `torch.amp.GradScaler` uses), so the clip
+    costs one pass (the norm) instead of two (the norm, then the scaling):
+    on a 2-core CPU that is 0.5-2 ms of a 25-40 ms SAE step. Other
+    optimizers get `torch.nn.utils.clip_grads_with_norm_`. Both use
+    `torch.nn.utils.clip_grad_norm_`'s coefficient ``max_norm / (norm + 1e-6)``.
+    """
+    fused = bool(opt.defaults.get("fused"))
+    if fused:
+        opt.grad_scale = None
+    if not max_norm:
+        return
+    grads = [p.grad for p in state.params() if p.grad is not None]
+    if not grads:
+        return
+    norm = torch.nn.utils.get_total_norm(grads)
+    if not fused:
+        torch.nn.utils.clip_grads_with_norm_(state.params(), max_norm, norm)
+        return
+    opt.grad_scale = torch.clamp((norm.float() + 1e-6) / max_norm, min=1.0)
+    if getattr(opt, "found_inf", None) is None:
+        opt.found_inf = torch.zeros((), device=norm.device)
 
 
 @torch.no_grad()

@@ -53,13 +53,20 @@ class Pattern:
         Row of each pair.
     m : int
         Number of columns.
+
+    Attributes
+    ----------
+    flat : torch.Tensor of shape (nnz,) or None
+        The flat positions ``row * m + col`` (kept by `from_flat` and
+        `from_mask`, None otherwise).
     """
 
-    __slots__ = ("_by_col", "col", "crow", "m", "row")
+    __slots__ = ("_by_col", "col", "crow", "flat", "m", "row")
 
     def __init__(self, crow: torch.Tensor, col: torch.Tensor, row: torch.Tensor,
                  m: int) -> None:
         self.crow, self.col, self.row, self.m = crow, col, row, int(m)
+        self.flat: torch.Tensor | None = None  # row * m + col, when known
         self._by_col: tuple[torch.Tensor, ...] | None = None
 
     @classmethod
@@ -78,15 +85,23 @@ class Pattern:
         ``nnz``, their number, is counted when not given (on a GPU, that
         synchronises with the host; given, it spares a synchronisation).
         """
-        B, M = mask_BM.shape
         flat = mask_BM.reshape(-1)
         if nnz is None or flat.device.type == "cpu":
             pos = flat.nonzero().squeeze(1)
         else:
             pos = torch.nonzero_static(flat, size=int(nnz)).squeeze(1)
-        row, col = pos // M, pos % M
-        crow = torch.searchsorted(row, torch.arange(B + 1, device=row.device))
-        return cls(crow, col, row, M)
+        return cls.from_flat(pos, *mask_BM.shape)
+
+    @classmethod
+    def from_flat(cls, pos: torch.Tensor, batch: int, m: int) -> Pattern:
+        """The pairs at the increasing flat positions ``pos`` (``row * m + col``)
+        of a ``(batch, m)`` matrix; `flat` keeps ``pos``."""
+        row = pos.div(m, rounding_mode="floor")
+        col = pos - row * m
+        crow = torch.searchsorted(row, torch.arange(batch + 1, device=pos.device))
+        pattern = cls(crow, col, row, m)
+        pattern.flat = pos
+        return pattern
 
     @property
     def batch(self) -> int:

@@ -53,8 +53,25 @@ def _codes(out: dict) -> torch.Tensor:
                      "sparse training).")
 
 
+class _RowNorms(torch.autograd.Function):
+    """Row norms with a one-pass backward ``W * (g / norms)`` (torch's own
+    backward takes three passes over ``W``; 0 at a zero row, like torch's)."""
+
+    @staticmethod
+    def forward(ctx, W_MD):
+        norms = torch.linalg.vector_norm(W_MD, dim=1)
+        ctx.save_for_backward(W_MD, norms)
+        return norms
+
+    @staticmethod
+    def backward(ctx, g_M):
+        W_MD, norms = ctx.saved_tensors
+        scale = torch.where(norms > 0, g_M / norms, 0.0)
+        return W_MD * scale.unsqueeze(1)
+
+
 def _dec_norms(model) -> torch.Tensor:
-    return torch.linalg.vector_norm(model.W_dec, dim=1)
+    return _RowNorms.apply(model.W_dec)
 
 
 def mse(out: dict, x: torch.Tensor, model) -> torch.Tensor:

@@ -219,16 +219,21 @@ class SparseAutoencoderModule(nn.Module):
         support = self.activation.support(pre_BM)
         if support is None:
             return None
-        nnz = int(torch.count_nonzero(support))  # the step's one host sync
-        if nnz > self.sparse_max_density * support.numel():
+        # the positions first, their number from them: the step's one host
+        # sync, and one pass less than counting first (a dense batch's
+        # positions are dropped; such batches are few, early in a run)
+        pos = support.reshape(-1).nonzero().squeeze(1)
+        if pos.shape[0] > self.sparse_max_density * support.numel():
             return None
-        return Pattern.from_mask(support, nnz)
+        return Pattern.from_flat(pos, *support.shape)
 
     def _forward_pattern(self, x_BD, pre_BM, pattern) -> dict[str, torch.Tensor]:
         """Sparse training pass on the pairs of ``pattern`` (see `functional`)."""
         act = self.activation
         bias = self.b_enc if act.uses_encoder_bias else None
-        pre_N = pre_BM.reshape(-1)[pattern.row * self.n_components + pattern.col]
+        flat = (pattern.flat if pattern.flat is not None
+                else pattern.row * self.n_components + pattern.col)
+        pre_N = pre_BM.reshape(-1).index_select(0, flat)
         h_N = pattern_linear(x_BD, self.W_enc, bias, pattern, pre_N, self.b_pre)
         vals = act.sparse_codes(h_N, pattern.col)
         x_hat = pattern_decode(vals, pattern, self.W_dec) + self.b_pre
