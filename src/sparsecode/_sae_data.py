@@ -36,6 +36,12 @@ def _spread(n: int, n_max: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(n, n_max)).round().astype(np.int64))
 
 
+def _mean_sq_norm(rows: torch.Tensor) -> float:
+    """Mean squared norm of the rows, accumulated in float64 (no float64 copy)."""
+    norms = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64)
+    return float((norms * norms).mean())
+
+
 class TensorBatches:
     """Shuffled mini-batches of an in-memory 2-D tensor (new order each pass).
 
@@ -81,8 +87,9 @@ class TensorBatches:
 
     def mean_sq_norm(self) -> float:
         """Mean squared row norm (on up to 100k evenly spaced rows)."""
-        rows = self._rows(_spread(self.n_samples, _NORM_ROWS)).double()
-        return float(rows.pow(2).sum(1).mean())
+        rows = (self.X if self.n_samples <= _NORM_ROWS and torch.is_tensor(self.X)
+                else self._rows(_spread(self.n_samples, _NORM_ROWS)))
+        return _mean_sq_norm(rows)
 
 
 class MemmapBatches(TensorBatches):
@@ -201,7 +208,7 @@ class IterableBatches:
 
     def mean_sq_norm(self) -> float:
         """Mean squared row norm of the first rows of the stream."""
-        return float(self.sample(_NORM_ROWS).double().pow(2).sum(1).mean())
+        return _mean_sq_norm(self.sample(_NORM_ROWS))
 
     def batches(self, gen: torch.Generator, start: int = 0,
                 shard: Callable | None = None) -> Iterator[torch.Tensor]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .activations import Activation, make_activation
 from .functional import Pattern, pattern_decode, pattern_linear
+from .linear import linear
 
 __all__ = ["SparseAutoencoderModule", "geometric_median"]
 
@@ -164,7 +164,7 @@ class SparseAutoencoderModule(nn.Module):
     def encode_pre(self, x_BD: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``W_enc (x - b_pre) (+ b_enc)``."""
         bias = self.b_enc if self.activation.uses_encoder_bias else None
-        return F.linear(x_BD - self.b_pre, self.W_enc, bias)
+        return linear(x_BD - self.b_pre, self.W_enc, bias)
 
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         """Codes of ``x`` (dense, shape (batch, n_components))."""
@@ -197,7 +197,7 @@ class SparseAutoencoderModule(nn.Module):
         # b_pre is then a vector-matrix product, not a (batch x m x d) matmul
         shift = self.W_enc @ self.b_pre
         bias = self.b_enc - shift if self.activation.uses_encoder_bias else -shift
-        pre = F.linear(x_BD, self.W_enc, bias)
+        pre = linear(x_BD, self.W_enc, bias)
         use_aux = dead_M is not None and k_aux > 0
         pattern = None if use_aux else self._sparse_pattern(pre.detach())
         if pattern is not None:
@@ -243,7 +243,7 @@ class SparseAutoencoderModule(nn.Module):
     def _forward_topk(self, x_BD, dead_M, k_aux) -> dict[str, torch.Tensor]:
         k, m = self.activation.sparse_k, self.n_components
         with torch.no_grad():
-            pre = F.linear(x_BD - self.b_pre, self.W_enc, self.b_enc)
+            pre = linear(x_BD - self.b_pre, self.W_enc, self.b_enc)
             idx = _topk_indices(pre, k)
         out: dict[str, torch.Tensor] = {"pre": pre, "idx": idx}
         idx_all = idx
