@@ -218,3 +218,15 @@ def test_decoder_norm_gradient_matches_torch_with_a_zero_row():
     assert torch.equal(ours[2], torch.zeros(5, dtype=torch.float64))
     rows = W.detach()[[0, 1, 3]].requires_grad_()
     assert torch.autograd.gradcheck(_RowNorms.apply, (rows,))
+
+
+@pytest.mark.parametrize("count_first", [True, False])
+def test_support_positions_both_ways(count_first):
+    from sparsecode.nn.modules import _positions
+
+    mask = torch.rand(50, 40, generator=torch.Generator().manual_seed(4)) < 0.1
+    flat = mask.reshape(-1)
+    want = flat.nonzero().squeeze(1)
+    got = _positions(flat, len(want), count_first=count_first)
+    assert torch.equal(got, want)
+    assert _positions(flat, len(want) - 1, count_first=count_first) is None

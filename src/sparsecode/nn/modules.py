@@ -219,13 +219,10 @@ class SparseAutoencoderModule(nn.Module):
         support = self.activation.support(pre_BM)
         if support is None:
             return None
-        # the positions first, their number from them: the step's one host
-        # sync, and one pass less than counting first (a dense batch's
-        # positions are dropped; such batches are few, early in a run)
-        pos = support.reshape(-1).nonzero().squeeze(1)
-        if pos.shape[0] > self.sparse_max_density * support.numel():
-            return None
-        return Pattern.from_flat(pos, *support.shape)
+        flat = support.reshape(-1)
+        pos = _positions(flat, self.sparse_max_density * flat.numel(),
+                         count_first=flat.device.type != "cpu")
+        return None if pos is None else Pattern.from_flat(pos, *support.shape)
 
     def _forward_pattern(self, x_BD, pre_BM, pattern) -> dict[str, torch.Tensor]:
         """Sparse training pass on the pairs of ``pattern`` (see `functional`)."""
@@ -328,6 +325,22 @@ def _topk_indices(pre_BM: torch.Tensor, k: int) -> torch.Tensor:
 
 
 _CHUNK = 8  # entries per chunk in the two-stage top-k (measured best of 4-32)
+
+
+def _positions(flat: torch.Tensor, limit: float, *, count_first: bool
+               ) -> torch.Tensor | None:
+    """Positions of the ``True`` entries of ``flat``, None if more than ``limit``.
+
+    One host synchronisation either way. ``count_first`` (for GPUs) counts,
+    then fills a buffer of that size, so a dense mask's positions are never
+    formed; otherwise (CPU) the positions come first, their number from them:
+    one pass over the mask less.
+    """
+    if count_first:
+        nnz = int(torch.count_nonzero(flat))
+        return None if nnz > limit else torch.nonzero_static(flat, size=nnz).squeeze(1)
+    pos = flat.nonzero().squeeze(1)
+    return None if pos.shape[0] > limit else pos
 
 
 def _aux_select(
