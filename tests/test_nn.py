@@ -45,11 +45,14 @@ def test_topk_exactly_k_nonzeros_per_row():
     assert torch.equal(codes.sort(1, descending=True).values[:, :7], kept)
 
 
-def test_sparse_topk_training_gradients_match_dense_autograd():
+@pytest.mark.parametrize("project", [True, False])
+def test_sparse_topk_training_gradients_match_dense_autograd(project, monkeypatch):
     mod, X = _module("topk", k=3)
+    monkeypatch.setattr(mod, "project_decoder_grad", project)
     dead = torch.zeros(16, dtype=torch.bool)
     dead[[1, 4, 5, 9]] = True
     out = mod.forward_train(X, dead, k_aux=2)
+    assert out["decoder_grad_projected"] is project
     terms = sae_losses(out, X, mod, aux_coef=0.5)
     sum(terms.values()).backward()
     sparse_grads = {n: p.grad.clone() for n, p in mod.named_parameters()}
@@ -66,6 +69,10 @@ def test_sparse_topk_training_gradients_match_dense_autograd():
     resid = (X - x_hat).detach()
     aux = (resid - aux_codes @ mod.W_dec).pow(2).sum(1).mean() * min(1, 4 / 2)
     (mse + 0.5 * aux).backward()
+    if project:  # the training loop's projection, applied to the dense reference
+        mod.remove_parallel_grad_()
+        along = torch.linalg.vecdot(sparse_grads["W_dec"], mod.W_dec.detach(), dim=1)
+        assert along.abs().max() < 1e-5  # nothing left along the rows
     for name, p in mod.named_parameters():
         torch.testing.assert_close(sparse_grads[name], p.grad, msg=name)
 

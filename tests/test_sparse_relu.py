@@ -230,3 +230,19 @@ def test_support_positions_both_ways(count_first):
     got = _positions(flat, len(want), count_first=count_first)
     assert torch.equal(got, want)
     assert _positions(flat, len(want) - 1, count_first=count_first) is None
+
+
+def test_pattern_decode_projected_weight_gradient():
+    g = torch.Generator().manual_seed(5)
+    mask, p = _pattern(g)
+    W = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    W = (W / W.norm(dim=1, keepdim=True)).requires_grad_()
+    vals = torch.randn(p.nnz, generator=g, dtype=torch.float64).requires_grad_()
+    up = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    gv, gW = torch.autograd.grad((pattern_decode(vals, p, W) * up).sum(), (vals, W))
+    gv_p, gW_p = torch.autograd.grad((pattern_decode(vals, p, W, project=True)
+                                      * up).sum(), (vals, W))
+    along = (gW * W).sum(1, keepdim=True)
+    assert along.abs().max() > 1e-3  # the projection has something to remove
+    torch.testing.assert_close(gW_p, gW - along * W.detach())
+    torch.testing.assert_close(gv_p, gv)

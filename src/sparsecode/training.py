@@ -95,7 +95,7 @@ def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
     loss.backward()
     active, fired = _fired(state, out)
     fired, center, n = comm.reduce_step(state.params(), fired, x)
-    if model.activation.unit_norm_decoder:
+    if model.activation.unit_norm_decoder and not out.get("decoder_grad_projected"):
         model.remove_parallel_grad_()
     _clip_gradients(state, opt, config.max_grad_norm)
     lr = config.learning_rate * lr_factor(state.step, config)

@@ -131,7 +131,7 @@ class Pattern:
             counts.index_add_(0, self.col, torch.ones_like(self.col))  # no sync
             ccol = counts.new_zeros(self.m + 1)
             torch.cumsum(counts, 0, out=ccol[1:])
-            self._by_col = (ccol, self.row[order], order)
+            self._by_col = (ccol, self.row.index_select(0, order), order)
         return self._by_col
 
     def csr(self, values: torch.Tensor) -> torch.Tensor:
@@ -153,7 +153,7 @@ class Pattern:
         """
         ccol, row, order = self.by_col()
         return F.embedding_bag(row, rhs_BD, ccol, mode="sum",
-                               per_sample_weights=values[order],
+                               per_sample_weights=values.index_select(0, order),
                                include_last_offset=True)
 
     def sampled_dot(self, g_BD: torch.Tensor, W_MD: torch.Tensor) -> torch.Tensor:
@@ -209,10 +209,10 @@ class _PatternLinear(torch.autograd.Function):
 
 class _PatternDecode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, vals_N, pattern, W_MD):
+    def forward(ctx, vals_N, pattern, W_MD, project):
         vals_N = vals_N.to(W_MD.dtype)
         ctx.save_for_backward(vals_N, W_MD)
-        ctx.pattern = pattern
+        ctx.pattern, ctx.project = pattern, project
         return pattern.matmul(vals_N, W_MD)
 
     @staticmethod
@@ -220,11 +220,16 @@ class _PatternDecode(torch.autograd.Function):
         vals_N, W_MD = ctx.saved_tensors
         g_BD = g_BD.to(W_MD.dtype)
         gv = gW = None
-        if ctx.needs_input_grad[0]:
+        project = ctx.project and ctx.needs_input_grad[2]
+        if ctx.needs_input_grad[0] or project:
             gv = ctx.pattern.sampled_dot(g_BD, W_MD)
         if ctx.needs_input_grad[2]:
             gW = ctx.pattern.t_matmul(vals_N, g_BD)
-        return gv, None, gW
+            if project:  # gW_m . W_m = sum of v_p gv_p over the pairs of latent m
+                along = gv.new_zeros(ctx.pattern.m).index_add_(
+                    0, ctx.pattern.col, vals_N * gv)
+                gW.addcmul_(along.unsqueeze(1), W_MD, value=-1)
+        return (gv if ctx.needs_input_grad[0] else None), None, gW, None
 
 
 def pattern_linear(
@@ -263,7 +268,8 @@ def pattern_linear(
 
 
 def pattern_decode(
-    vals_N: torch.Tensor, pattern: Pattern, W_MD: torch.Tensor
+    vals_N: torch.Tensor, pattern: Pattern, W_MD: torch.Tensor,
+    project: bool = False,
 ) -> torch.Tensor:
     """``S @ W`` for the sparse codes ``S`` holding ``vals`` at ``pattern``.
 
@@ -274,12 +280,19 @@ def pattern_decode(
         Distinct pairs (the value gradient is a sampled matmul).
     W_MD : torch.Tensor of shape (m, d)
         Decoder rows.
+    project : bool, default=False
+        Return ``W``'s gradient without its component along each row, for
+        unit-norm rows (`SparseAutoencoderModule.remove_parallel_grad_`'s
+        projection, which is linear, so applying it per term is applying it
+        to the sum). The row dots come from the value gradient already
+        computed -- ``gW_m . W_m = sum_p v_p gv_p`` over the pairs of row
+        ``m`` -- instead of a pass over the ``(m, d)`` gradient and weights.
 
     Returns
     -------
     torch.Tensor of shape (batch, d)
     """
-    return _PatternDecode.apply(vals_N, pattern, W_MD)
+    return _PatternDecode.apply(vals_N, pattern, W_MD, bool(project))
 
 
 def scatter_rows(
@@ -359,7 +372,8 @@ def gather_linear(
 
 
 def sparse_decode(
-    vals_BK: torch.Tensor, idx_BK: torch.Tensor, W_MD: torch.Tensor
+    vals_BK: torch.Tensor, idx_BK: torch.Tensor, W_MD: torch.Tensor,
+    project: bool = False,
 ) -> torch.Tensor:
     """``sum_j vals[:, j] * W[idx[:, j]]``: decode ``k`` active latents per row.
 
@@ -370,10 +384,12 @@ def sparse_decode(
         Distinct within a row.
     W_MD : torch.Tensor of shape (m, d)
         Decoder rows.
+    project : bool, default=False
+        See `pattern_decode`.
 
     Returns
     -------
     torch.Tensor of shape (batch, d)
     """
     pattern = Pattern.from_indices(idx_BK, W_MD.shape[0])
-    return pattern_decode(vals_BK.reshape(-1), pattern, W_MD)
+    return pattern_decode(vals_BK.reshape(-1), pattern, W_MD, project)

@@ -34,7 +34,7 @@ def _onednn_ok() -> bool:
             _ONEDNN = bool(torch.backends.mkldnn.is_available()) and all(
                 torch.allclose(_onednn_linear(x, W, bias), F.linear(x, W, bias),
                                rtol=1e-5, atol=1e-5) for bias in (b, None))
-        except (AttributeError, RuntimeError, TypeError):
+        except (AttributeError, NotImplementedError, RuntimeError, TypeError):
             _ONEDNN = False
     return _ONEDNN
 

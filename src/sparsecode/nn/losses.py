@@ -37,7 +37,12 @@ import torch
 
 from .functional import pattern_decode, sparse_decode
 
-__all__ = ["LOSS_TERMS", "sae_losses"]
+__all__ = ["DECODER_PROJECTING_TERMS", "LOSS_TERMS", "sae_losses"]
+
+#: Terms whose gradient reaches ``W_dec`` only through decodes that return it
+#: projected (`pattern_decode`'s ``project``) when the module's decoder has unit
+#: rows: ``mse`` through the forward's ``x_hat``, ``auxk`` through its own.
+DECODER_PROJECTING_TERMS = frozenset({"mse", "auxk"})
 
 
 def _sq_err(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -114,7 +119,8 @@ def auxk(out: dict, x: torch.Tensor, model) -> torch.Tensor:
     if "aux_vals" not in out:
         return x.new_zeros((), dtype=torch.float32)
     resid = (x - out["x_hat"]).detach()
-    e_hat = sparse_decode(out["aux_vals"], out["aux_idx"], model.W_dec)
+    e_hat = sparse_decode(out["aux_vals"], out["aux_idx"], model.W_dec,
+                          project=bool(out.get("decoder_grad_projected")))
     k_aux = out["aux_idx"].shape[1]
     scale = (out["n_dead"].float() / k_aux).clamp(max=1.0)
     return scale * _sq_err(resid, e_hat)

@@ -20,6 +20,7 @@ from torch import nn
 from .activations import Activation, make_activation
 from .functional import Pattern, pattern_decode, pattern_linear
 from .linear import linear
+from .losses import DECODER_PROJECTING_TERMS
 
 __all__ = ["SparseAutoencoderModule", "geometric_median"]
 
@@ -83,9 +84,18 @@ class SparseAutoencoderModule(nn.Module):
         a 2-core CPU (batch 1024, d=384, 3072 latents) a sparse ReLU step is
         2.6-2.9x faster than a dense one at 1-2% density, 1.4-1.7x at 5%, 1.3x
         at 10% and slower from about 12-15%. 0 disables the sparse path.
+    project_decoder_grad : bool
+        Class attribute: whether TopK training (unit-norm decoder, loss
+        terms in `sparsecode.nn.losses.DECODER_PROJECTING_TERMS`) has its
+        decodes return the decoder gradient already projected off the rows
+        (`pattern_decode`'s ``project``; ``out["decoder_grad_projected"]``
+        then tells the training loop to skip `remove_parallel_grad_`). The
+        same gradient up to rounding, without two passes over the ``(m, d)``
+        gradient and weights after the backward.
     """
 
     sparse_max_density: float = 0.1
+    project_decoder_grad: bool = True
 
     def __init__(
         self,
@@ -253,8 +263,12 @@ class SparseAutoencoderModule(nn.Module):
                                pre_all.reshape(-1), self.b_pre).view(idx_all.shape)
         out["vals"] = torch.relu(v_all[:, :k])
         p_dec = p_all if idx_all is idx else Pattern.from_indices(idx, m)
-        x_hat = pattern_decode(out["vals"].reshape(-1), p_dec, self.W_dec)
+        act = self.activation
+        project = (self.project_decoder_grad and act.unit_norm_decoder
+                   and set(act.loss_terms) <= DECODER_PROJECTING_TERMS)
+        x_hat = pattern_decode(out["vals"].reshape(-1), p_dec, self.W_dec, project)
         out["x_hat"] = x_hat + self.b_pre
+        out["decoder_grad_projected"] = project
         if idx_all is not idx:
             aux = torch.relu(v_all[:, k:])
             out["aux_vals"] = aux * valid.to(aux.dtype)
