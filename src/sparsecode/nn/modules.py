@@ -199,7 +199,9 @@ class SparseAutoencoderModule(nn.Module):
         with a ``support`` on a sparse batch. With a ``dead_M`` mask and
         ``k_aux > 0``, also ``aux_vals``/``aux_idx`` (the top ``k_aux``
         pre-activations of dead latents, zero where fewer are dead) and
-        ``n_dead``.
+        ``n_dead``. TopK also sets ``decoder_grad_projected`` (see
+        `project_decoder_grad`): whether the decodes return ``W_dec``'s
+        gradient already projected off its rows.
         """
         if self.activation.sparse_k is not None:
             return self._forward_topk(x_BD, dead_M, k_aux)
