@@ -124,12 +124,13 @@ def _clip_gradients(state: TrainState, opt: torch.optim.Optimizer,
         opt.grad_scale = None
     if not max_norm:
         return
-    grads = [p.grad for p in state.params() if p.grad is not None]
+    params = state.params()
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
     norm = torch.nn.utils.get_total_norm(grads)
     if not fused:
-        torch.nn.utils.clip_grads_with_norm_(state.params(), max_norm, norm)
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
         return
     opt.grad_scale = torch.clamp((norm.float() + 1e-6) / max_norm, min=1.0)
     if getattr(opt, "found_inf", None) is None:

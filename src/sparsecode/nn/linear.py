@@ -21,7 +21,9 @@ _ONEDNN: bool | None = None  # whether the oneDNN path works (checked once)
 
 def _onednn_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None
                    ) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(x, W, b, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise(
+        x.contiguous(), W.contiguous(), None if b is None else b.contiguous(),
+        "none", [], "")
 
 
 def _onednn_ok() -> bool:
@@ -51,8 +53,7 @@ class _Linear(torch.autograd.Function):
     def forward(ctx, x, W, b):
         ctx.save_for_backward(x, W)
         ctx.has_bias = b is not None
-        return _onednn_linear(x.contiguous(), W.contiguous(),
-                              None if b is None else b.contiguous())
+        return _onednn_linear(x, W, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -84,5 +85,4 @@ def linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
     if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (x, W, b)):
         return _Linear.apply(x, W, b)
-    return _onednn_linear(x.contiguous(), W.contiguous(),
-                          None if b is None else b.contiguous())
+    return _onednn_linear(x, W, b)

@@ -240,9 +240,7 @@ class SparseAutoencoderModule(nn.Module):
         """Sparse training pass on the pairs of ``pattern`` (see `functional`)."""
         act = self.activation
         bias = self.b_enc if act.uses_encoder_bias else None
-        flat = (pattern.flat if pattern.flat is not None
-                else pattern.row * self.n_components + pattern.col)
-        pre_N = pre_BM.reshape(-1).index_select(0, flat)
+        pre_N = pre_BM.reshape(-1).index_select(0, pattern.flat)  # (`from_flat`)
         h_N = pattern_linear(x_BD, self.W_enc, bias, pattern, pre_N, self.b_pre)
         vals = act.sparse_codes(h_N, pattern.col)
         x_hat = pattern_decode(vals, pattern, self.W_dec) + self.b_pre
