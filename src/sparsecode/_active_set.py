@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["extended_gram", "finish", "gram_block"]
+__all__ = ["cholesky_checked", "extended_gram", "finish", "gram_block"]
 
 _F64 = torch.float64
 
@@ -42,6 +42,23 @@ def _slots(act: torch.Tensor, m: int, K: int, cols: torch.Tensor) -> torch.Tenso
     rank = torch.where(act, act.cumsum(1) - 1, m)  # inactive -> a spare slot m
     idx = torch.arange(K, K + m + 1, device=act.device).repeat(n, 1)
     return idx.scatter_(1, rank, cols.expand(n, K))[:, :m]
+
+
+def cholesky_checked(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cholesky factors of a batch of PSD matrices and a mask of the singular ones.
+
+    A matrix counts as singular when the factorisation fails or when a pivot's
+    square (the Schur complement of its atom against the atoms before it) is
+    at most ``sqrt(eps)`` times the diagonal entry: such a block has (nearly)
+    collinear atoms, and its Cholesky factor, though it may exist in floating
+    point, gives an inverse too large to trust (whether it exists depends on
+    the CPU's rounding).
+    """
+    L, info = torch.linalg.cholesky_ex(A)
+    piv = L.diagonal(dim1=1, dim2=2)
+    tol = torch.finfo(A.dtype).eps ** 0.5
+    near = (piv * piv <= tol * A.diagonal(dim1=1, dim2=2)).any(1)
+    return L, (info != 0) | near
 
 
 def extended_gram(G: torch.Tensor, m: int) -> torch.Tensor:
@@ -116,9 +133,9 @@ def finish(
         sgn = sgn_K.gather(1, atom).masked_fill_(free, 0.0)
         G_SS = gram_block(Ge, idx)
         rhs = (C64.gather(1, atom) - alpha * sgn).masked_fill_(free, 0)
-        L, info = torch.linalg.cholesky_ex(G_SS)
+        L, singular = cholesky_checked(G_SS)
         codes = torch.cholesky_solve(rhs.unsqueeze(2), L).squeeze(2)
-        ok = (info == 0) & torch.isfinite(codes).all(1)
+        ok = ~singular & torch.isfinite(codes).all(1)
         corr = C64 - F.embedding_bag(idx, Gk, per_sample_weights=codes.to(Gk.dtype),
                                      mode="sum")
         wrong_sign = (codes * sgn <= 0) & ~free

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._active_set import extended_gram, finish, gram_block
+from ._active_set import cholesky_checked, extended_gram, finish, gram_block
 
 __all__ = ["homotopy", "spd_solve"]
 
@@ -111,9 +111,9 @@ def _grow(r: _Rows, K: int, s_new: int) -> _Rows:
 
 def spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Solve ``A w = b`` for a batch of PSD matrices (min-norm where singular)."""
-    L, info = torch.linalg.cholesky_ex(A)
+    L, singular = cholesky_checked(A)
     w = torch.cholesky_solve(b.unsqueeze(2), L).squeeze(2)
-    bad = (info != 0) | ~torch.isfinite(w).all(1)
+    bad = singular | ~torch.isfinite(w).all(1)
     if bool(bad.any()):  # (nearly) collinear atoms on a support: min-norm solution
         w[bad] = (torch.linalg.pinv(A[bad], hermitian=True)
                   @ b[bad].unsqueeze(2)).squeeze(2)
@@ -125,10 +125,10 @@ def _inverse(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns the inverses and a mask of the rows that needed the pseudo-inverse.
     """
-    L, info = torch.linalg.cholesky_ex(A)
+    L, singular = cholesky_checked(A)
     eye = torch.eye(A.shape[1], dtype=A.dtype, device=A.device)
-    inv = torch.cholesky_inverse(torch.where((info != 0).view(-1, 1, 1), eye, L))
-    sing = (info != 0) | ~torch.isfinite(inv).flatten(1).all(1)
+    inv = torch.cholesky_inverse(torch.where(singular.view(-1, 1, 1), eye, L))
+    sing = singular | ~torch.isfinite(inv).flatten(1).all(1)
     if bool(sing.any()):  # (nearly) collinear atoms on a support: min-norm solution
         inv[sing] = torch.linalg.pinv(A[sing], hermitian=True)
     return inv, sing
