@@ -26,7 +26,11 @@ import time
 import numpy as np
 import torch
 
-from sparsecode.data.activations import _batches, extract_activations, load_minilm
+from sparsecode.data.activations import (
+    extract_activations,
+    load_minilm,
+    token_batches,
+)
 from sparsecode.data.text import load_default_corpus
 
 
@@ -124,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
 
     model, tokenizer = load_minilm()
     texts = _texts(args.n_texts)
-    batches = list(_batches(tokenizer, texts, args.batch_size, args.max_length, True))
+    batches = list(token_batches(tokenizer, texts, args.batch_size, args.max_length,
+                                 True))
     n_tokens = int(sum(int(b.attention_mask.sum()) for b in batches))
     print(
         f"{len(texts)} texts, {len(batches)} batches, {n_tokens} tokens, "

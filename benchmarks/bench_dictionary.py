@@ -31,7 +31,7 @@ from sklearn import decomposition as skd
 from sklearn.exceptions import ConvergenceWarning
 
 import sparsecode as sc
-from sparsecode.cli import load_china_patches
+from sparsecode.data.images import load_china_patches
 
 
 def heldout_objective(X: np.ndarray, V: np.ndarray, alpha: float) -> float:

@@ -1,0 +1,36 @@
+"""sparsecode: sparse dictionary learning, sparse autoencoders and sparse word
+vectors with the scikit-learn estimator API, on a torch core (CPU or GPU).
+
+The subpackages, one per family: `solvers` (batched sparse-coding solvers),
+`dictionary` (the scikit-learn drop-ins), `nn` and `sae` (sparse
+autoencoders), `words` (sparse word vectors), `metrics`, `inspection`,
+`data` (offline loaders and generators), `papers` (reproductions) and `cli`;
+`compare`, `save` and `load` sit on top of them.
+"""
+
+from .comparison import compare
+from .dictionary import (
+    DictionaryLearning,
+    MiniBatchDictionaryLearning,
+    SparseCoder,
+    sparse_encode,
+)
+from .io import load, save
+from .sae import SparseAutoencoder
+from .words import SPINE, SparseOvercompleteVectors
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DictionaryLearning",
+    "MiniBatchDictionaryLearning",
+    "SPINE",
+    "SparseAutoencoder",
+    "SparseCoder",
+    "SparseOvercompleteVectors",
+    "__version__",
+    "compare",
+    "load",
+    "save",
+    "sparse_encode",
+]

@@ -1,0 +1,150 @@
+"""Helpers written once and used across the package: atomic files, JSON, RNG state.
+
+Every file sparsecode writes goes through `atomic_write` (a temporary file in
+the same folder, then `os.replace`) or `atomic_dir` (a whole folder swapped
+into place), so an interrupted write never leaves a half-written file where a
+complete one was. Tensors are written as safetensors and nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "GeneratorState",
+    "atomic_dir",
+    "atomic_write",
+    "make_generator",
+    "read_json",
+    "write_json",
+    "write_tensors",
+]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, then move the temporary file onto ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to create or replace; its folder must exist.
+    write : callable
+        Writes the complete file to the temporary path it is given.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_dir(path: str | os.PathLike, write: Callable[[Path], None],
+               *, marker: str | None = None) -> None:
+    """Write a folder under a temporary name, then swap it into place.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder to create or replace.
+    write : callable
+        Fills the temporary folder it is given.
+    marker : str, default=None
+        A file that an existing, non-empty ``path`` must contain to be
+        replaced (so that a folder of something else is never deleted).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if (marker is not None and path.exists() and not (path / marker).is_file()
+            and any(path.iterdir())):
+        raise FileExistsError(f"{path} exists and is not a saved sparsecode model.")
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
+    try:
+        write(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old"))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (flushed to disk)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, naming the file in the error when it is not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not a valid JSON file: {err}") from None
+
+
+def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
+                  metadata: dict[str, str] | None = None) -> None:
+    """Atomically write CPU, contiguous copies of ``tensors`` as safetensors."""
+    from safetensors.torch import save_file
+
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+def make_generator(random_state: Any, device: torch.device | str = "cpu"
+                   ) -> torch.Generator:
+    """A torch generator on ``device`` seeded from an sklearn ``random_state``."""
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+class GeneratorState:
+    """A picklable snapshot of a `torch.Generator`, restored on any device.
+
+    Parameters
+    ----------
+    device : str
+        The generator's device.
+    state : torch.Tensor
+        ``generator.get_state()``.
+    """
+
+    def __init__(self, device: str, state: torch.Tensor) -> None:
+        self.device = device
+        self.state = state
+
+    def restore(self, device: torch.device) -> torch.Generator:
+        """The generator on ``device`` (reseeded from the state on another type)."""
+        gen = torch.Generator(device=device)
+        if torch.device(self.device).type == torch.device(device).type:
+            gen.set_state(self.state)
+        else:  # e.g. a CUDA generator restored on a CPU-only machine
+            gen.manual_seed(int(self.state[:8].view(torch.int64)[0]) & 0x7FFFFFFF)
+        return gen

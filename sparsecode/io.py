@@ -1,0 +1,216 @@
+"""Save and load estimators (safetensors + JSON), and read external SAEs.
+
+`save` writes a directory with ``model.safetensors`` (every tensor) and
+``config.json`` (class, `get_params`, fitted metadata, and the name, shape
+and dtype of every tensor). The directory is written under a temporary name
+and renamed into place. `load` checks the format, the class (only sparsecode
+estimators), the tensor names and shapes, and never unpickles anything.
+
+`load_saelens` and `load_sparsify` (from `sparsecode.sae.exchange`) read SAEs
+trained by SAELens and EleutherAI's sparsify as fitted `SparseAutoencoder`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from ._utils import atomic_dir, read_json, write_json, write_tensors
+from .base import BaseSparseEstimator, resolve_device
+from .dictionary import DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder
+from .nn import SparseAutoencoderModule
+from .sae import SparseAutoencoder
+from .sae.exchange import load_saelens, load_sparsify
+from .words import SPINE, SparseOvercompleteVectors
+
+__all__ = ["load", "load_saelens", "load_sparsify", "save"]
+
+FORMAT, FORMAT_VERSION = "sparsecode", 1
+MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+# ------------------------------------------------------------------ helpers
+def _jsonable(value: Any) -> bool:
+    if isinstance(value, _JSON_SCALARS):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_jsonable(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _jsonable(v) for k, v in value.items())
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars, tuples and paths -> JSON-able Python values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (torch.device, torch.dtype)):
+        return str(value)
+    if isinstance(value, type) and issubclass(value, np.generic):
+        return np.dtype(value).name
+    return value
+
+
+def _split(items: dict[str, Any], prefix: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """JSON-able values, and tensors for arrays (referenced as {"__tensor__": k})."""
+    plain, tensors = {}, {}
+    for name, value in items.items():
+        value = _plain(value)
+        if isinstance(value, (np.ndarray, torch.Tensor)):
+            key = f"{prefix}.{name}"
+            tensors[key] = torch.as_tensor(np.asarray(value) if isinstance(
+                value, np.ndarray) else value)
+            plain[name] = {"__tensor__": key}
+        elif _jsonable(value):
+            plain[name] = value
+        else:
+            warnings.warn(f"{prefix} {name!r} of type {type(value).__name__} cannot "
+                          "be saved; it is stored as None.", stacklevel=3)
+            plain[name] = None
+    return plain, tensors
+
+
+def _unsplit(plain: dict, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    out = {}
+    for name, value in plain.items():
+        if isinstance(value, dict) and set(value) == {"__tensor__"}:
+            value = tensors[value["__tensor__"]].numpy()
+        out[name] = value
+    return out
+
+
+def _fitted_attributes(est: BaseSparseEstimator) -> dict[str, Any]:
+    return {k: v for k, v in vars(est).items()
+            if k.endswith("_") and not k.startswith("_")}
+
+
+# --------------------------------------------------------------- save / load
+def save(est: BaseSparseEstimator, path: str | os.PathLike) -> Path:
+    """Save a fitted sparsecode estimator to the directory ``path``.
+
+    Parameters
+    ----------
+    est : BaseSparseEstimator
+        A fitted `SparseAutoencoder`, `DictionaryLearning`,
+        `MiniBatchDictionaryLearning`, `SparseCoder`, ...
+    path : str or path-like
+        Directory to create (an existing saved model there is replaced).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    if not isinstance(est, BaseSparseEstimator):
+        raise TypeError(f"save expects a sparsecode estimator, got {type(est)}.")
+    est._check_fitted()
+    params, tensors = _split(est.get_params(deep=False), "param")
+    fitted, fitted_tensors = _split(_fitted_attributes(est), "fitted")
+    tensors.update(fitted_tensors)
+    extra: dict[str, Any] = {}
+    if isinstance(est, SparseAutoencoder):
+        module = est.module_
+        tensors.update({f"module.{k}": v for k, v in module.state_dict().items()})
+        extra = {"module": module.config(), "scale": est._scale,
+                 "dtype": str(module.W_dec.dtype).replace("torch.", "")}
+    if hasattr(est, "_resume_state"):  # what partial_fit needs to go on
+        extra["resume"], resume_tensors = _split(est._resume_state(), "resume")
+        tensors.update(resume_tensors)
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION,
+              "class": type(est).__name__, "params": params, "fitted": fitted,
+              **extra, "tensors": {k: [list(v.shape), str(v.dtype)]
+                                   for k, v in tensors.items()}}
+    path = Path(path)
+
+    def write(tmp: Path) -> None:
+        write_tensors(tmp / MODEL_FILE, tensors, metadata={"format": FORMAT})
+        write_json(tmp / CONFIG_FILE, config)
+
+    atomic_dir(path, write, marker=CONFIG_FILE)
+    return path
+
+
+_ESTIMATORS = {cls.__name__: cls for cls in (
+    DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder, SparseAutoencoder,
+    SparseOvercompleteVectors, SPINE)}
+
+
+def _estimator_class(name: str) -> type:
+    if not isinstance(name, str) or name not in _ESTIMATORS:
+        raise ValueError(f"config.json names {name!r}, not a sparsecode estimator.")
+    return _ESTIMATORS[name]
+
+
+def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    config = read_json(path / CONFIG_FILE)
+    if config.get("format") != FORMAT or config.get("format_version") != 1:
+        raise ValueError(f"{path} is not a sparsecode model (format {FORMAT} v1).")
+    tensors = load_file(str(path / MODEL_FILE), device="cpu")
+    expected = config.get("tensors", {})
+    if set(tensors) != set(expected):
+        raise ValueError(
+            f"{path / MODEL_FILE} holds tensors {sorted(set(tensors) ^ set(expected))} "
+            "that do not match config.json."
+        )
+    for key, (shape, _) in expected.items():
+        if list(tensors[key].shape) != list(shape):
+            raise ValueError(f"tensor {key!r} has shape {list(tensors[key].shape)}, "
+                             f"config.json says {shape}.")
+    return config, tensors
+
+
+def load(path: str | os.PathLike, device: str | None = None) -> BaseSparseEstimator:
+    """Load an estimator written by `save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The saved directory.
+    device : str, default=None
+        Where to put the model's tensors: the CPU when None (so models trained
+        on CUDA load anywhere); ``"auto"`` picks CUDA when available.
+
+    Returns
+    -------
+    BaseSparseEstimator
+        Fitted. A `MiniBatchDictionaryLearning` keeps its online statistics
+        and random state, so ``partial_fit`` goes on exactly as it would have
+        without the round trip; `SparseAutoencoder` optimizer state is not
+        saved (use ``checkpoint_dir`` to resume training), so a later
+        ``partial_fit`` starts Adam afresh.
+    """
+    path = Path(path)
+    config, tensors = _read(path)
+    cls = _estimator_class(config["class"])
+    est = cls(**_unsplit(config["params"], tensors))
+    dev = resolve_device("cpu" if device is None else device)
+    fitted = _unsplit(config["fitted"], tensors)
+    if isinstance(est, SparseAutoencoder):
+        _restore_sae(est, config, tensors, dev)
+    for name, value in fitted.items():
+        setattr(est, name, value)
+    est._device = dev
+    if "resume" in config and hasattr(est, "_restore_resume_state"):
+        est._restore_resume_state(_unsplit(config["resume"], tensors), dev)
+    return est
+
+
+def _restore_sae(est: SparseAutoencoder, config: dict, tensors: dict,
+                 device: torch.device) -> None:
+    dtype = getattr(torch, config.get("dtype", "float32"))
+    module = SparseAutoencoderModule.from_config(config["module"], dtype=dtype,
+                                                 device=device)
+    state = {k[7:]: v for k, v in tensors.items() if k.startswith("module.")}
+    module.load_weights_(state)
+    fitted = config["fitted"]
+    est._adopt(module, scale=float(config.get("scale", 1.0)),
+               n_iter=fitted.get("n_iter_", 0), n_steps=fitted.get("n_steps_", 0),
+               history=fitted.get("history_", []))

@@ -1,0 +1,316 @@
+"""The sparse autoencoder `nn.Module` and its initialisation.
+
+``codes = act(W_enc (x - b_pre) + b_enc)`` and ``x_hat = codes @ W_dec + b_pre``
+with ``W_enc`` and ``W_dec`` both of shape ``(n_components, n_features)``
+(``W_dec`` rows are the dictionary atoms). The activation is a registered
+module (`sparsecode.nn.variants`). Training runs the dense encoder matmul
+and then, when the codes are sparse, only sparse operations
+(`sparsecode.nn.functional`): always for TopK (a fixed ``k`` per row), and for
+activations with a ``support`` (ReLU) whenever the batch's active fraction is
+at most `SparseAutoencoderModule.sparse_max_density`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .functional import Pattern, pattern_decode, pattern_linear
+from .linear import linear
+from .losses import DECODER_PROJECTING_TERMS
+from .output import TrainOutput
+from .select import aux_select, support_positions, topk_indices
+from .variants import Activation, make_activation
+
+__all__ = ["SparseAutoencoderModule", "geometric_median"]
+
+
+def geometric_median(
+    X: torch.Tensor, n_iter: int = 100, eps: float = 1e-8, tol: float = 1e-7
+) -> torch.Tensor:
+    """Geometric median of the rows of ``X`` by Weiszfeld's iterations.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+    n_iter : int, default=100
+        Maximum number of iterations.
+    eps : float, default=1e-8
+        Floor on distances (avoids division by zero at a data point).
+    tol : float, default=1e-7
+        Stop when an iteration moves the estimate by less than ``tol`` times
+        the data's RMS distance to it (checked every 10 iterations).
+
+    Returns
+    -------
+    torch.Tensor of shape (n_features,)
+    """
+    X = X.double()
+    y = X.mean(0)
+    for it in range(n_iter):
+        dist = torch.linalg.vector_norm(X - y, dim=1)
+        w = 1.0 / dist.clamp_min(eps)
+        y_new = (w @ X) / w.sum()
+        if it % 10 == 9:
+            scale = float(dist.pow(2).mean().sqrt())
+            if float(torch.linalg.vector_norm(y_new - y)) <= tol * max(scale, eps):
+                return y_new
+        y = y_new
+    return y
+
+
+class SparseAutoencoderModule(nn.Module):
+    """Sparse autoencoder with pre-encoder bias ``b_pre`` (= decoder bias).
+
+    Parameters
+    ----------
+    n_features : int
+    n_components : int
+    activation : str or Activation
+        Registered name or an activation instance.
+    activation_kwargs : dict, optional
+        Constructor arguments when ``activation`` is a name.
+    dtype : torch.dtype, default=torch.float32
+    device : torch.device or str, default="cpu"
+
+    Attributes
+    ----------
+    sparse_max_density : float
+        Class attribute (may be set per instance): the largest active
+        fraction of a training batch -- pairs of the activation's ``support``
+        over ``batch * n_components`` -- trained by the sparse path; denser
+        batches (e.g. early in an L1 run) take the dense one. Both give the
+        same result up to rounding, so this only trades speed (the measured
+        crossover: docs/design.md, section 4). 0 disables the sparse path.
+    project_decoder_grad : bool
+        Class attribute: whether TopK training (unit-norm decoder, loss
+        terms in `sparsecode.nn.losses.DECODER_PROJECTING_TERMS`) has its
+        decodes return the decoder gradient already projected off the rows
+        (`pattern_decode`'s ``project``; `TrainOutput.decoder_grad_projected`
+        then tells the training loop to skip `remove_parallel_grad_`). The
+        same gradient up to rounding, without two passes over the ``(m, d)``
+        gradient and weights after the backward.
+    """
+
+    sparse_max_density: float = 0.1
+    project_decoder_grad: bool = True
+
+    def __init__(
+        self,
+        n_features: int,
+        n_components: int,
+        activation: str | Activation = "topk",
+        activation_kwargs: dict | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: Any = "cpu",
+    ) -> None:
+        super().__init__()
+        if isinstance(activation, str):
+            activation = make_activation(
+                activation, n_components, **(activation_kwargs or {})
+            )
+        self.n_features, self.n_components = int(n_features), int(n_components)
+        self.activation = activation
+        kw = {"dtype": dtype, "device": device}
+        self.b_pre = nn.Parameter(torch.zeros(n_features, **kw))
+        self.W_enc = nn.Parameter(torch.zeros(n_components, n_features, **kw))
+        self.b_enc = nn.Parameter(
+            torch.zeros(n_components, **kw),
+            requires_grad=activation.uses_encoder_bias,
+        )
+        self.W_dec = nn.Parameter(torch.zeros(n_components, n_features, **kw))
+        self.activation.to(**kw)
+
+    # ----------------------------------------------------------------- config
+    def config(self) -> dict:
+        """JSON-able description that rebuilds the module (see `from_config`)."""
+        return {"n_features": self.n_features, "n_components": self.n_components,
+                "activation": self.activation.name,
+                "activation_kwargs": self.activation.config()}
+
+    @classmethod
+    def from_config(cls, config: dict, **kw: Any) -> SparseAutoencoderModule:
+        """Build an (uninitialised) module from `config` output."""
+        return cls(config["n_features"], config["n_components"],
+                   config["activation"], config.get("activation_kwargs"), **kw)
+
+    def load_weights_(self, state: dict[str, torch.Tensor]) -> None:
+        """``load_state_dict`` after checking names and shapes (clear errors).
+
+        Raises ``ValueError`` naming the missing, unexpected or misshapen
+        weights; values are cast to the module's dtypes.
+        """
+        own = self.state_dict()
+        if set(own) != set(state):
+            raise ValueError(f"weights do not match the model: missing "
+                             f"{sorted(set(own) - set(state))}, unexpected "
+                             f"{sorted(set(state) - set(own))}.")
+        for key, val in own.items():
+            if tuple(state[key].shape) != tuple(val.shape):
+                raise ValueError(f"weight {key!r} has shape "
+                                 f"{tuple(state[key].shape)}, expected "
+                                 f"{tuple(val.shape)}.")
+        self.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+    # ------------------------------------------------------------------- init
+    @torch.no_grad()
+    def reset_parameters_(
+        self,
+        X_sample: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        b_pre_init: str = "geometric_median",
+        decoder_norm: float = 1.0,
+    ) -> None:
+        """Tied initialisation from a data sample.
+
+        Decoder rows are random directions of norm ``decoder_norm`` (1 for
+        unit-norm variants), ``W_enc = W_dec``, ``b_enc = 0`` and ``b_pre`` the
+        geometric median, the mean of ``X_sample``, or zero.
+        """
+        W = torch.randn(self.W_dec.shape, generator=generator,
+                        device=generator.device, dtype=torch.float64)
+        W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp_min(1e-12)
+        if not self.activation.unit_norm_decoder:
+            W = W * decoder_norm
+        self.W_dec.copy_(W)
+        self.W_enc.copy_(W)
+        self.b_enc.zero_()
+        if b_pre_init == "geometric_median":
+            self.b_pre.copy_(geometric_median(X_sample))
+        elif b_pre_init == "mean":
+            self.b_pre.copy_(X_sample.double().mean(0))
+        elif b_pre_init == "zeros":
+            self.b_pre.zero_()
+        else:
+            raise ValueError(f"Unknown b_pre_init {b_pre_init!r}.")
+
+    # -------------------------------------------------------------- inference
+    def encode_pre(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``W_enc (x - b_pre) (+ b_enc)``."""
+        bias = self.b_enc if self.activation.uses_encoder_bias else None
+        return linear(x_BD - self.b_pre, self.W_enc, bias)
+
+    def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
+        """Codes of ``x`` (dense, shape (batch, n_components))."""
+        return self.activation(self.encode_pre(x_BD))
+
+    def decode(self, codes_BM: torch.Tensor) -> torch.Tensor:
+        """Reconstruction ``codes @ W_dec + b_pre``."""
+        return codes_BM @ self.W_dec + self.b_pre
+
+    def forward(self, x_BD: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x_BD))
+
+    # --------------------------------------------------------------- training
+    def forward_train(
+        self, x_BD: torch.Tensor, dead_M: torch.Tensor | None = None, k_aux: int = 0
+    ) -> TrainOutput:
+        """Training forward pass; returns what the loss terms need.
+
+        Dense ``codes``, TopK's sparse ``vals``/``idx`` of shape (batch, k),
+        or flat ones with their ``pattern`` for an activation with a
+        ``support`` on a sparse batch (see `TrainOutput`). With a ``dead_M``
+        mask and ``k_aux > 0``, also the AuxK fields (the top ``k_aux``
+        pre-activations of dead latents, zero where fewer are dead).
+        """
+        if self.activation.sparse_k is not None:
+            return self._forward_topk(x_BD, dead_M, k_aux)
+        # W (x - b_pre) + b_enc as x W^T + (b_enc - W b_pre): the gradient of
+        # b_pre is then a vector-matrix product, not a (batch x m x d) matmul
+        shift = self.W_enc @ self.b_pre
+        bias = self.b_enc - shift if self.activation.uses_encoder_bias else -shift
+        pre = linear(x_BD, self.W_enc, bias)
+        use_aux = dead_M is not None and k_aux > 0
+        pattern = None if use_aux else self._sparse_pattern(pre.detach())
+        if pattern is not None:
+            return self._forward_pattern(x_BD, pre.detach(), pattern)
+        codes = self.activation(pre)
+        out = TrainOutput(self.decode(codes), pre, codes=codes)
+        if use_aux:
+            aux_idx, valid = aux_select(pre.detach(), dead_M, k_aux)
+            aux = torch.relu(pre.gather(1, aux_idx))
+            out = out._replace(aux_vals=aux * valid.to(aux.dtype), aux_idx=aux_idx,
+                               n_dead=dead_M.sum())
+        return out
+
+    @torch.no_grad()
+    def _sparse_pattern(self, pre_BM: torch.Tensor) -> Pattern | None:
+        """The activation's support if sparse enough (one host sync), else None."""
+        if self.sparse_max_density <= 0:
+            return None
+        support = self.activation.support(pre_BM)
+        if support is None:
+            return None
+        flat = support.reshape(-1)
+        pos = support_positions(flat, self.sparse_max_density * flat.numel(),
+                                count_first=flat.device.type != "cpu")
+        return None if pos is None else Pattern.from_flat(pos, *support.shape)
+
+    def _forward_pattern(self, x_BD, pre_BM, pattern) -> TrainOutput:
+        """Sparse training pass on the pairs of ``pattern`` (see `functional`)."""
+        act = self.activation
+        bias = self.b_enc if act.uses_encoder_bias else None
+        pre_N = pre_BM.reshape(-1).index_select(0, pattern.flat)  # (`from_flat`)
+        h_N = pattern_linear(x_BD, self.W_enc, bias, pattern, pre_N, self.b_pre)
+        vals = act.sparse_codes(h_N, pattern.col)
+        x_hat = pattern_decode(vals, pattern, self.W_dec) + self.b_pre
+        return TrainOutput(x_hat, pre_BM, vals=vals, idx=pattern.col, pattern=pattern,
+                           pre_vals=h_N)
+
+    def _forward_topk(self, x_BD, dead_M, k_aux) -> TrainOutput:
+        k, m = self.activation.sparse_k, self.n_components
+        with torch.no_grad():
+            pre = linear(x_BD - self.b_pre, self.W_enc, self.b_enc)
+            idx = topk_indices(pre, k)
+        idx_all = idx
+        if dead_M is not None and k_aux > 0:
+            aux_idx, valid = aux_select(pre, dead_M, k_aux)
+            idx_all = torch.cat([idx, aux_idx], 1)
+        p_all = Pattern.from_indices(idx_all, m)
+        pre_all = pre.gather(1, idx_all)
+        v_all = pattern_linear(x_BD, self.W_enc, self.b_enc, p_all,
+                               pre_all.reshape(-1), self.b_pre).view(idx_all.shape)
+        vals = torch.relu(v_all[:, :k])
+        p_dec = p_all if idx_all is idx else Pattern.from_indices(idx, m)
+        act = self.activation
+        project = (self.project_decoder_grad and act.unit_norm_decoder
+                   and set(act.loss_terms) <= DECODER_PROJECTING_TERMS)
+        x_hat = pattern_decode(vals.reshape(-1), p_dec, self.W_dec, project)
+        out = TrainOutput(x_hat + self.b_pre, pre, vals=vals, idx=idx,
+                          decoder_grad_projected=project)
+        if idx_all is not idx:
+            aux = torch.relu(v_all[:, k:])
+            out = out._replace(aux_vals=aux * valid.to(aux.dtype), aux_idx=aux_idx,
+                               n_dead=dead_M.sum())
+        return out
+
+    # ------------------------------------------------------------ constraints
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rescale decoder rows to unit norm."""
+        norms = torch.linalg.vector_norm(self.W_dec, dim=1, keepdim=True)
+        self.W_dec.div_(norms.clamp_min(torch.finfo(self.W_dec.dtype).tiny))
+
+    @torch.no_grad()
+    def remove_parallel_grad_(self) -> None:
+        """Remove from each decoder row's gradient its component along the row."""
+        g = self.W_dec.grad
+        if g is not None:  # in place: no (n_components, n_features) temporaries
+            along = torch.linalg.vecdot(g, self.W_dec, dim=1).unsqueeze(1)
+            g.addcmul_(along, self.W_dec, value=-1)
+
+    @torch.no_grad()
+    def fold_scale_(self, scale: float) -> None:
+        """Make the module act on ``x / scale`` with codes divided by ``scale``.
+
+        A module trained on ``scale * x`` then maps raw ``x`` to the same
+        codes divided by ``scale`` and reconstructs raw ``x``; decoder rows
+        (and their norms) are unchanged. ``fold_scale_(1 / scale)`` undoes it.
+        """
+        self.b_pre.div_(scale)
+        self.b_enc.div_(scale)
+        self.activation.fold_scale_(scale)

@@ -1,0 +1,309 @@
+"""The one training loop of the sparse autoencoder family.
+
+`fit_loop` trains a `SparseAutoencoderModule` on batches from a source of
+`sparsecode.sae.sources` with Adam. Variants plug in through their activation:
+its ``loss_terms`` (summed and logged, `sparsecode.nn.losses`) and its
+``unit_norm_decoder`` constraint (gradient component parallel to each decoder
+row removed before the step, rows renormalised after it). The loop also does
+learning-rate warm-up and linear decay, sparsity-coefficient warm-up,
+gradient-norm clipping, optional bf16 autocast, dead-latent tracking counted in
+samples (which feeds AuxK), logging every ``log_every`` steps (the only host
+synchronisations), a progress bar, and atomic checkpoints from which a run
+resumes to the same weights as an uninterrupted one.
+
+Under ``torch.distributed`` a communicator (`sparsecode.sae.distributed`) makes
+each process train on its share of every global batch with the gradients,
+dead-latent counters and metrics reduced over all processes; with one process
+its hooks are the identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import torch
+
+from ..nn import TrainOutput, sae_losses
+from ._checkpoint import read_checkpoint, write_checkpoint
+from .config import TrainConfig
+from .distributed import Local
+from .state import TrainState
+
+__all__ = ["clip_gradients", "fit_loop", "lr_factor", "sparsity_factor"]
+
+
+# ----------------------------------------------------------------- schedules
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up over ``lr_warmup_steps``, linear decay to 0 at ``n_steps``."""
+    f = min(1.0, (step + 1) / config.lr_warmup_steps) if config.lr_warmup_steps else 1.0
+    if config.n_steps and config.lr_decay_steps:
+        f = min(f, max(0.0, (config.n_steps - step) / config.lr_decay_steps))
+    return f
+
+
+def sparsity_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up of the sparsity coefficient over ``sparsity_warmup_steps``."""
+    w = config.sparsity_warmup_steps
+    return min(1.0, (step + 1) / w) if w else 1.0
+
+
+# ---------------------------------------------------------------- one step
+def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
+                opt: torch.optim.Optimizer, comm: Local) -> None:
+    model = state.model
+    if config.scale != 1.0:
+        x = x * config.scale
+    use_aux = (state.aux_on and config.k_aux > 0
+               and "auxk" in model.activation.loss_terms)
+    dead = state.since_fired >= config.dead_window if use_aux else None
+    with _autocast(config.autocast, x.device):
+        out = model.forward_train(x, dead, config.k_aux)
+        terms = comm.weigh(sae_losses(
+            out, x, model, alpha=config.alpha * sparsity_factor(state.step, config),
+            aux_coef=config.aux_coef))
+    loss = sum(terms.values())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    active, fired = _fired(state, out)
+    fired, center, n = comm.reduce_step(state.params(), fired, x)
+    if model.activation.unit_norm_decoder and not out.decoder_grad_projected:
+        model.remove_parallel_grad_()
+    clip_gradients(state.params(), opt, config.max_grad_norm)
+    lr = config.learning_rate * lr_factor(state.step, config)
+    for group in opt.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+    opt.step()
+    if model.activation.unit_norm_decoder:
+        model.normalize_decoder_()
+    _track(state, out, x, terms, loss, (active, fired, center, n))
+
+
+@torch.no_grad()
+def clip_gradients(params: list[torch.Tensor], opt: torch.optim.Optimizer,
+                   max_norm: float | None) -> None:
+    """Scale the gradients to a global norm of at most ``max_norm``.
+
+    A fused Adam divides the gradients by its ``grad_scale`` inside its one
+    pass over them (the contract `torch.amp.GradScaler` uses), so the clip
+    costs one pass (the norm) instead of two (the norm, then the scaling). Other
+    optimizers get `torch.nn.utils.clip_grads_with_norm_`. Both use
+    `torch.nn.utils.clip_grad_norm_`'s coefficient ``max_norm / (norm + 1e-6)``.
+    """
+    fused = bool(opt.defaults.get("fused"))
+    if fused:
+        opt.grad_scale = None
+    if not max_norm:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norm = torch.nn.utils.get_total_norm(grads)
+    if not fused:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return
+    opt.grad_scale = torch.clamp((norm.float() + 1e-6) / max_norm, min=1.0)
+    if getattr(opt, "found_inf", None) is None:
+        opt.found_inf = torch.zeros((), device=norm.device)
+
+
+@torch.no_grad()
+def _fired(state: TrainState, out: TrainOutput
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Active codes of the batch and the latents that fired on it."""
+    if out.sparse:
+        active = out.vals > 0
+        fired = torch.zeros_like(state.since_fired).index_add_(
+            0, out.idx.reshape(-1), active.reshape(-1).long()) > 0
+    else:
+        active = out.codes > 0
+        fired = active.any(0)
+    return active, fired
+
+
+@torch.no_grad()
+def _track(state: TrainState, out: TrainOutput, x: torch.Tensor, terms: dict,
+           loss: torch.Tensor, stats: tuple) -> None:
+    """Dead-latent counters and metric sums, all on the device (no sync).
+
+    ``stats`` holds the active codes, the latents fired on the global batch,
+    its mean and its number of rows.
+    """
+    active, fired, center, n = stats
+    state.since_fired = torch.where(fired, 0, state.since_fired + n)
+    xf = x.float()
+    err, dev = xf - out.x_hat.detach().float(), xf - center
+    sums = {"loss": loss, **terms, "sse": (err * err).sum(),
+            "sst": (dev * dev).sum(), "nnz": active.sum()}
+    for name, val in sums.items():
+        val = val.detach().double()
+        state.acc[name] = state.acc[name] + val if name in state.acc else val
+    state.step += 1
+    state.samples += n
+    state.acc_steps += 1
+    state.acc_samples += n
+
+
+# --------------------------------------------------------------------- logging
+def _log(state: TrainState, config: TrainConfig, comm: Local) -> dict:
+    """Turn the metric sums into a history entry (one host synchronisation)."""
+    acc = comm.sum_dict(state.acc)
+    names = list(acc)
+    dead = state.since_fired >= config.dead_window
+    stacked = torch.stack([acc[k] for k in names]
+                          + [dead.double().mean(), dead.any().double()])
+    values = dict(zip(names + ["dead_fraction", "any_dead"], stacked.tolist(),
+                      strict=True))
+    steps, n = max(state.acc_steps, 1), max(state.acc_samples, 1)
+    entry = {"step": state.step, "samples": state.samples,
+             "lr": config.learning_rate * lr_factor(state.step - 1, config)}
+    entry.update({k: values[k] / steps for k in names
+                  if k not in ("sse", "sst", "nnz")})
+    entry["fvu"] = values["sse"] / values["sst"] if values["sst"] > 0 else float("nan")
+    entry["l0"] = values["nnz"] / n
+    entry["dead_fraction"] = values["dead_fraction"]
+    entry["time"] = state.elapsed
+    state.aux_on = bool(values["any_dead"])
+    state.history.append(entry)
+    state.acc, state.acc_steps, state.acc_samples = {}, 0, 0
+    return entry
+
+
+class _Progress:
+    """tqdm bar when available (imported lazily), else plain prints."""
+
+    def __init__(self, enabled: bool, total: int | None, initial: int) -> None:
+        self.enabled, self.bar, self.last = enabled, None, initial
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, initial=initial, desc="SparseAutoencoder",
+                            unit="step")
+
+    def update(self, entry: dict) -> None:
+        n_steps, self.last = entry["step"] - self.last, entry["step"]
+        if not self.enabled:
+            return
+        info = {"loss": f"{entry['loss']:.4g}", "fvu": f"{entry['fvu']:.3f}",
+                "l0": f"{entry['l0']:.1f}", "dead": f"{entry['dead_fraction']:.2f}"}
+        if self.bar is None:
+            print(f"[SparseAutoencoder] step {entry['step']} "
+                  + " ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+        else:
+            self.bar.update(n_steps)
+            self.bar.set_postfix(info, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _autocast(mode: str | None, device: torch.device):
+    if mode is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+# ----------------------------------------------------------------- the loop
+def fit_loop(
+    state: TrainState,
+    source,
+    config: TrainConfig,
+    callback: Callable[[dict], bool | None] | None = None,
+    comm: Local | None = None,
+) -> TrainState:
+    """Train ``state.model`` on ``source`` until ``config.max_passes`` passes.
+
+    Parameters
+    ----------
+    state : TrainState
+        Fresh (from initialisation) or continuing; replaced by the checkpoint
+        in ``config.checkpoint_dir`` when ``config.resume`` and its
+        fingerprint matches.
+    source : TensorBatches, MemmapBatches or IterableBatches
+    config : TrainConfig
+    callback : callable, default=None
+        Called with each history entry; returning True stops training.
+    comm : Local or DataParallel, default=None
+        The process group's communicator (`sparsecode.sae.distributed.get_comm`);
+        None trains in this process alone.
+
+    Returns
+    -------
+    TrainState
+    """
+    comm = Local() if comm is None else comm
+    if config.checkpoint_dir and config.resume:
+        _maybe_resume(state, config, comm)
+    comm.broadcast_module(state.model)
+    opt = state.ensure_optimizer(config)
+    state.model.train()
+    progress = _Progress(config.verbose and comm.is_main, config.n_steps, state.step)
+    try:
+        with comm.attach(state.model):
+            while state.pass_index < config.max_passes:
+                if state.pass_position == 0:
+                    state.pass_rng = state.data_gen.get_state()
+                else:
+                    state.data_gen.set_state(state.pass_rng)
+                if _run_pass(state, source, config, opt, progress, callback, comm):
+                    break
+                if state.pass_position == 0:  # an exhausted one-shot iterator
+                    break
+                state.pass_index, state.pass_position = state.pass_index + 1, 0
+            if state.acc_steps:
+                progress.update(_log(state, config, comm))
+            if config.checkpoint_dir:
+                _save(state, config, comm)
+                comm.barrier()  # the next fit may read it on any rank
+        comm.broadcast_module(state.model)
+    finally:
+        progress.close()
+        state.model.eval()
+    return state
+
+
+def _run_pass(state, source, config, opt, progress, callback, comm) -> bool:
+    """One pass over ``source``; True when training must stop."""
+    t0 = time.perf_counter()
+    for batch in comm.batches(source, state.data_gen, start=state.pass_position):
+        _train_step(state, batch, config, opt, comm)
+        state.pass_position += 1
+        if state.step % config.log_every == 0:
+            state.elapsed += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            entry = _log(state, config, comm)
+            progress.update(entry)
+            if callback is not None and comm.any(callback(entry)):
+                return True
+        if (config.checkpoint_dir and config.checkpoint_every
+                and state.step % config.checkpoint_every == 0):
+            _save(state, config, comm)
+    state.elapsed += time.perf_counter() - t0
+    return False
+
+
+def _save(state: TrainState, config: TrainConfig, comm: Local) -> None:
+    """Checkpoint with the metric sums of all ranks, written by rank 0 alone."""
+    acc = comm.sum_dict(state.acc)
+    if comm.is_main:
+        tensors, meta = state.to_checkpoint()
+        tensors.update({f"acc.{k}": v for k, v in acc.items()})
+        write_checkpoint(config.checkpoint_dir, state.step, tensors,
+                         {**meta, "fingerprint": config.fingerprint})
+
+
+def _maybe_resume(state: TrainState, config: TrainConfig, comm: Local) -> None:
+    found = read_checkpoint(config.checkpoint_dir)
+    if found is not None and found[1].get("fingerprint") != config.fingerprint:
+        found = None
+    comm.check_same([-1 if found is None else found[1]["step"]],
+                    "The checkpoint step found in checkpoint_dir (which must be "
+                    "on a file system shared by all processes)")
+    if found is not None:
+        state.load_checkpoint(*found)
+        if not comm.is_main:  # rank 0 holds the global metric sums
+            state.acc = {k: torch.zeros_like(v) for k, v in state.acc.items()}

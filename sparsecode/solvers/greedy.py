@@ -1,0 +1,130 @@
+"""Solvers on a growing support: the exact lasso path (LARS-lasso), LARS and OMP.
+
+All work in Gram form (``G = V V^T``, ``C = X V^T``) on a batch of rows at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .homotopy import homotopy, spd_solve
+from .proximal import SolverResult, soft_threshold
+
+__all__ = ["lars", "lasso_lars", "masked_solve", "omp", "padded_support"]
+
+
+def padded_support(active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (n, s_max) of each row's True entries, padded; and their validity."""
+    s_max = max(int(active.sum(1).max()), 1)
+    idx = torch.topk(active.to(torch.uint8), s_max, dim=1, sorted=False).indices
+    return idx, active.gather(1, idx)
+
+
+def masked_solve(
+    G: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor, rhs: torch.Tensor
+) -> torch.Tensor:
+    """Solve ``G[S, S] w = rhs`` per row on the valid part of a padded support."""
+    G_SS = G[idx.unsqueeze(2), idx.unsqueeze(1)]
+    eye = torch.eye(idx.shape[1], dtype=G.dtype, device=G.device)
+    pad = ~(valid.unsqueeze(2) & valid.unsqueeze(1))
+    G_SS = torch.where(pad, eye.expand_as(G_SS), G_SS)
+    return torch.where(valid, spd_solve(G_SS, rhs), 0.0)
+
+
+def lasso_lars(
+    G: torch.Tensor,
+    C: torch.Tensor,
+    alpha: float,
+    *,
+    max_iter: int = 1000,
+    positive: bool = False,
+    **_: object,
+) -> SolverResult:
+    """Exact batched lasso by the homotopy (LARS-lasso) path, in Gram form.
+
+    Every sample follows its regularisation path from ``lambda = max|c|``
+    down to ``alpha``: the active atoms' correlations with the residual stay
+    tied at ``lambda`` while the codes move along the equiangular direction;
+    atoms join when their correlation catches up and leave when their code
+    reaches zero (the lasso modification). Rows that reach ``alpha`` are
+    frozen and, once enough have, removed from the batch, so later steps pay
+    only for the rows still moving. The result is the exact lasso solution
+    (up to rounding), as sklearn's ``LassoLars`` computes one sample at a time.
+
+    ``max_iter`` bounds the number of breakpoints per sample.
+
+    Mutually orthogonal atoms (an SVD initialisation, a PCA basis) decouple
+    the problem: each code is its soft-thresholded correlation divided by the
+    atom's squared norm, the end of the same path in closed form.
+    """
+    K = G.shape[0]
+    if max_iter >= K and _orthogonal(G):  # (a path has at most K events then)
+        g = G.diagonal()
+        codes = soft_threshold(C, alpha, positive) / torch.where(g > 0, g, 1.0)
+        return SolverResult(codes, 1, True)
+    codes, steps, done = homotopy(G, C, alpha, max_steps=max_iter, positive=positive,
+                                  lasso=True)
+    return SolverResult(codes, steps, done)
+
+
+def _orthogonal(G: torch.Tensor) -> bool:
+    """Whether the atoms of Gram matrix ``G`` are orthogonal to rounding level."""
+    g = G.diagonal().clamp_min(0).sqrt()
+    off = (G - torch.diag_embed(G.diagonal())).abs()
+    tol = 100 * torch.finfo(G.dtype).eps
+    return bool((off <= tol * torch.outer(g, g)).all())
+
+
+def omp(
+    G: torch.Tensor,
+    C: torch.Tensor,
+    n_nonzero_coefs: int,
+    *,
+    x_sq: torch.Tensor | None = None,
+    tol: float | None = None,
+) -> SolverResult:
+    """Batched orthogonal matching pursuit in Gram form (Batch-OMP).
+
+    Each sample greedily selects up to ``n_nonzero_coefs`` atoms; after every
+    selection the codes on the support are the least-squares fit. With
+    ``tol`` (and ``x_sq``), a sample stops growing its support once its
+    squared residual is below ``tol``, like sklearn's ``orthogonal_mp_gram``.
+    """
+    n, K = C.shape
+    s = min(int(n_nonzero_coefs), K)
+    idx = torch.zeros(n, 0, dtype=torch.long, device=C.device)
+    codes = torch.zeros_like(C)
+    corr = C.clone()
+    active = torch.ones(n, dtype=torch.bool, device=C.device)
+    taken = torch.zeros_like(C, dtype=torch.bool)
+    for _ in range(s):
+        score = corr.abs().masked_fill(taken, -1.0)
+        j = score.argmax(1)
+        # a sample whose residual is already explained adds an atom with 0 weight
+        idx = torch.cat([idx, j.unsqueeze(1)], 1)
+        taken.scatter_(1, j.unsqueeze(1), True)
+        valid = torch.ones_like(idx, dtype=torch.bool)
+        w = masked_solve(G, idx, valid, C.gather(1, idx))
+        w = w * active.unsqueeze(1)
+        new = torch.zeros_like(C).scatter_(1, idx, w)
+        codes = torch.where(active.unsqueeze(1), new, codes)
+        corr = C - codes @ G
+        if tol is not None and x_sq is not None:
+            res_sq = x_sq - (codes * C).sum(1)  # ||x||^2 - u.c at a LS solution
+            active = active & (res_sq > tol)
+            if not bool(active.any()):
+                break
+    return SolverResult(codes, idx.shape[1], True)
+
+
+def lars(G: torch.Tensor, C: torch.Tensor, n_nonzero_coefs: int) -> SolverResult:
+    """Batched least-angle regression with ``n_nonzero_coefs`` active atoms.
+
+    The homotopy of `lasso_lars` without the lasso modification (atoms never
+    leave) and without a penalty floor: ``n_nonzero_coefs`` steps, each
+    ending where the next atom would join, as sklearn's
+    ``Lars(n_nonzero_coefs=k)`` (``lars_path`` with ``max_iter=k``).
+    """
+    k = min(int(n_nonzero_coefs), C.shape[1])
+    codes, steps, _ = homotopy(G, C, 0.0, max_steps=k, positive=False, lasso=False)
+    return SolverResult(codes, steps, True)
