@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nn import ACTIVATIONS
+
 __all__ = ["add_commands", "run_extract", "run_fit"]
 
 
@@ -28,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--store", required=True)
     f.add_argument("--module", default=None, help="stored module (default: first)")
     f.add_argument("--estimator", default="topk",
-                   help="topk, batchtopk, relu, jumprelu (SAEs) or dl")
+                   help=f"an SAE variant ({', '.join(ACTIVATIONS)}) or dl")
     f.add_argument("--n-components", type=int, default=None)
     f.add_argument("--k", type=int, default=32)
     f.add_argument("--alpha", type=float, default=None)

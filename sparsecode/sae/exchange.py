@@ -128,7 +128,7 @@ def load_saelens(path: str | os.PathLike, device: str | None = None
         tiny = torch.finfo(w["threshold"].dtype).tiny
         out["activation.log_threshold"] = w["threshold"].clamp_min(tiny).log()
         return _external("saelens", d, m, "jumprelu", {}, out, device)
-    if act in ("topk", "batchtopk"):  # (a BatchTopK training file: see issue 15)
+    if act in ("topk", "batchtopk"):  # (BatchTopK without a threshold: as TopK)
         if cfg.get("rescale_acts_by_decoder_norm"):
             n = torch.linalg.vector_norm(out["W_dec"], dim=1)
             out["W_enc"], out["b_enc"] = out["W_enc"] * n[:, None], out["b_enc"] * n

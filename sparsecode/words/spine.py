@@ -99,7 +99,10 @@ def _optimizer(params: list[torch.Tensor], name: str, lr: float
                ) -> torch.optim.Optimizer:
     """torch's Adam (default betas and eps) or plain SGD over ``params``."""
     cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
-    return cls(params, lr=lr, foreach=True)
+    try:  # (one kernel for all weights where torch has it)
+        return cls(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, lr=lr, foreach=True)
 
 
 @contextlib.contextmanager
