@@ -24,6 +24,7 @@ __all__ = [
     "GeneratorState",
     "atomic_dir",
     "atomic_write",
+    "fused_optimizer",
     "make_generator",
     "read_json",
     "write_json",
@@ -114,6 +115,25 @@ def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
 
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+def fused_optimizer(cls: type[torch.optim.Optimizer], params: Any, **kw: Any
+                    ) -> torch.optim.Optimizer:
+    """``cls(params, fused=True, **kw)`` where torch has the fused kernel for
+    these parameters (one kernel for all of them), else ``cls(params, **kw)``.
+
+    ``params`` is a list of tensors or of parameter-group dicts (each attempt
+    gets its own copies of the dicts, which the optimizer fills in).
+    """
+    params = list(params)
+
+    def fresh() -> list:
+        return [dict(g) if isinstance(g, dict) else g for g in params]
+
+    try:
+        return cls(fresh(), fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(fresh(), **kw)
 
 
 def make_generator(random_state: Any, device: torch.device | str = "cpu"

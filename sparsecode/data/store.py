@@ -19,7 +19,7 @@ import torch
 
 from .._utils import read_json
 
-__all__ = ["ActivationBatches", "ActivationStore"]
+__all__ = ["ActivationBatches", "ActivationStore", "to_numpy"]
 
 MANIFEST = "manifest.json"
 FORMAT = "sparsecode.activations"
@@ -112,7 +112,7 @@ class ActivationStore:
         parts = [self.read(i, key) for i in range(len(self.shard_sizes))]
         if not parts:
             raise ValueError("the store holds no shard yet.")
-        return _to_numpy(torch.cat(parts))
+        return to_numpy(torch.cat(parts))
 
     def load(self, module: str) -> np.ndarray:
         """All rows of `module` as one ``(n_tokens, dim)`` array (small stores)."""
@@ -146,7 +146,8 @@ class ActivationStore:
         return ActivationBatches(self, module, batch_size, **options)
 
 
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU tensor as numpy (bfloat16, which numpy lacks, as float32)."""
     if tensor.dtype == torch.bfloat16:
         tensor = tensor.float()
     return tensor.numpy()
@@ -301,6 +302,6 @@ class ActivationBatches:
             if self.as_torch:
                 part = {k: v.to(self.device or "cpu") for k, v in part.items()}
             else:
-                part = {k: _to_numpy(v) for k, v in part.items()}
+                part = {k: to_numpy(v) for k, v in part.items()}
             x = part.pop(self.module)
             yield (x, part) if self.return_meta else x

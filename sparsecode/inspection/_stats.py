@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.store import ActivationStore
+from ..data.store import ActivationStore, to_numpy
 from ..metrics import feature_density as _metrics_density
 from ._html import LOG2_EDGES
 
@@ -49,10 +49,6 @@ def _as_tensor(block: Any) -> torch.Tensor:
     if not block.is_floating_point() or block.element_size() < 4:
         block = block.float()
     return block.detach().cpu()
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
 
 
 def _module(store: ActivationStore, module: str | None) -> str:
@@ -101,7 +97,7 @@ def _codes_at(codes, store, module, rows, latents) -> np.ndarray:
     """Codes of `latents` at store rows `rows` (sorted, unique): (rows, latents)."""
     if callable(codes):
         block = _as_tensor(
-            codes(_numpy(_gather(store, _module(store, module), rows)))
+            codes(to_numpy(_gather(store, _module(store, module), rows)))
         )
     else:
         index = torch.as_tensor(rows) if isinstance(codes, torch.Tensor) else rows

@@ -13,6 +13,7 @@ import copy
 
 import torch
 
+from .._utils import fused_optimizer
 from ..nn import SparseAutoencoderModule
 from .config import TrainConfig
 
@@ -61,10 +62,8 @@ class TrainState:
         """The live Adam optimizer (rebuilt from ``opt_state`` if needed)."""
         if self.optimizer is None:
             kw = {"lr": config.learning_rate, "betas": config.betas, "eps": config.eps}
-            try:
-                self.optimizer = torch.optim.Adam(self.param_groups(), fused=True, **kw)
-            except (RuntimeError, TypeError, ValueError):
-                self.optimizer = torch.optim.Adam(self.param_groups(), **kw)
+            self.optimizer = fused_optimizer(torch.optim.Adam, self.param_groups(),
+                                             **kw)
             if self.opt_state is not None:
                 self.optimizer.load_state_dict(self.opt_state)
                 self.opt_state = None

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._utils import make_generator
+from .._utils import fused_optimizer, make_generator
 from ..base import BaseSparseEstimator, DeviceOption
 
 __all__ = ["SPINE", "spine_gradients", "spine_loss_terms", "spine_sgd_step"]
@@ -99,10 +99,7 @@ def _optimizer(params: list[torch.Tensor], name: str, lr: float
                ) -> torch.optim.Optimizer:
     """torch's Adam (default betas and eps) or plain SGD over ``params``."""
     cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
-    try:  # (one kernel for all weights where torch has it)
-        return cls(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return cls(params, lr=lr, foreach=True)
+    return fused_optimizer(cls, params, lr=lr)
 
 
 @contextlib.contextmanager
