@@ -8,11 +8,13 @@ complete one was. Tensors are written as safetensors and nothing is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ __all__ = [
     "atomic_write",
     "fused_optimizer",
     "make_generator",
+    "one_thread",
     "read_json",
     "write_json",
     "write_tensors",
@@ -134,6 +137,41 @@ def fused_optimizer(cls: type[torch.optim.Optimizer], params: Any, **kw: Any
         return cls(fresh(), fused=True, **kw)
     except (RuntimeError, TypeError, ValueError):
         return cls(fresh(), **kw)
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS = {"depth": 0, "saved": 1}
+
+
+@contextlib.contextmanager
+def one_thread(device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run torch's CPU operations on one intra-op thread inside the block.
+
+    For the many small operations of classic dictionary learning (the lasso
+    homotopy, the dictionary update) and of SPINE's steps: every
+    multi-threaded operation ends at a barrier that waits for all of its
+    threads, so when another process holds a core each small operation waits
+    for a time slice. Measured on 2 cores with one CPU-bound process beside
+    (docs/design.md, section 3): a dictionary fit took 49-65 s on two threads
+    and 2.2-2.3 s on one. Nesting and concurrent use from several threads
+    (joblib's ``n_jobs``) are safe: the setting is restored when the last
+    block exits. No effect on other devices.
+    """
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS["depth"] == 0:
+            _THREADS["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS["depth"] -= 1
+            if _THREADS["depth"] == 0:
+                torch.set_num_threads(_THREADS["saved"])
 
 
 def make_generator(random_state: Any, device: torch.device | str = "cpu"

@@ -11,6 +11,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._utils import make_generator as generator_from
+from .._utils import one_thread
 from ._sparse_coder import _FIT_ALGORITHMS, _TRANSFORM_CONSTRAINTS, _BaseSparseCoding
 from .coding import check_algorithm, encode_chunks
 from .update import svd_init, update_dict
@@ -159,16 +160,19 @@ positive_code, transform_max_iter
         else:
             V = self._tensor(self.components_, Xt.device, Xt.dtype)
             codes = None
-        self._iterate(Xt, V, codes, max_iter=1, check_tol=False)
+        with one_thread(self._device):
+            self._iterate(Xt, V, codes, max_iter=1, check_tol=False)
         return self
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray | torch.Tensor:
         """Fit and return the codes computed during fitting (last iteration)."""
         Xt, as_tensor = self._begin(X, reset=True)
-        codes, V = self._init(Xt)
-        self._gen = generator_from(self.random_state, self._device)
-        self.n_iter_, self.error_, self.history_ = 0, [], []
-        codes = self._iterate(Xt, V, codes, max_iter=self.max_iter, check_tol=True)
+        with one_thread(self._device):
+            codes, V = self._init(Xt)
+            self._gen = generator_from(self.random_state, self._device)
+            self.n_iter_, self.error_, self.history_ = 0, [], []
+            codes = self._iterate(Xt, V, codes, max_iter=self.max_iter,
+                                  check_tol=True)
         return self._to_output(codes, as_tensor, X if as_tensor else None)
 
     def _init(self, X: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:

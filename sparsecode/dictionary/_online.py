@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._utils import GeneratorState
+from .._utils import GeneratorState, one_thread
 from .._utils import make_generator as generator_from
 from ..base import torch_dtype
 from ._sparse_coder import _FIT_ALGORITHMS, _TRANSFORM_CONSTRAINTS, _BaseSparseCoding
@@ -249,6 +249,10 @@ split_sign, positive_code, transform_max_iter
         self
         """
         Xt, _ = self._begin(X, reset=True)
+        with one_thread(self._device):
+            return self._fit(Xt)
+
+    def _fit(self, Xt: torch.Tensor) -> MiniBatchDictionaryLearning:
         V = self._start(Xt)
         n = Xt.shape[0]
         bs = min(self.batch_size, n)
@@ -286,11 +290,9 @@ split_sign, positive_code, transform_max_iter
         """
         first = not hasattr(self, "components_")
         Xt, _ = self._begin(X, reset=first)
-        if first:
-            V = self._start(Xt)
-        else:
-            V = self._V
-        self._step(Xt, V)
+        with one_thread(self._device):
+            V = self._start(Xt) if first else self._V
+            self._step(Xt, V)
         self.n_iter_ = self.n_steps_
         self.components_ = V.detach().cpu().numpy().copy()
         self._V = V

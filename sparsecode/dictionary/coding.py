@@ -33,6 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
 from .. import solvers
+from .._utils import one_thread
 from ..base import resolve_device, torch_dtype
 
 __all__ = [
@@ -237,6 +238,9 @@ def encode_chunks(
 ) -> torch.Tensor:
     """`encode_tensor` over chunks of rows (bounded memory), optionally in threads.
 
+    On the CPU every torch operation runs on one intra-op thread; ``n_jobs``
+    chunks run in parallel threads instead (see `sparsecode._utils.one_thread`).
+
     Warns `ConvergenceWarning` once if any chunk did not converge.
     """
     if n_jobs is not None and not isinstance(n_jobs, numbers.Integral):
@@ -250,12 +254,13 @@ def encode_chunks(
         sub = None if init is None else init[lo:hi]
         return encode_tensor(X[lo:hi], V, init=sub, **kw)
 
-    if n_workers == 1 or len(bounds) == 1:
-        results = [run(lo, hi) for lo, hi in bounds]
-    else:
-        results = Parallel(n_jobs=n_workers, prefer="threads")(
-            delayed(run)(lo, hi) for lo, hi in bounds
-        )
+    with one_thread(X.device):  # parallel over chunks (n_jobs), not within ops
+        if n_workers == 1 or len(bounds) == 1:
+            results = [run(lo, hi) for lo, hi in bounds]
+        else:
+            results = Parallel(n_jobs=n_workers, prefer="threads")(
+                delayed(run)(lo, hi) for lo, hi in bounds
+            )
     for res in results:
         if not res.converged:
             warn_not_converged(res, kw.get("algorithm", ""))

@@ -21,7 +21,6 @@ loop: docs/design.md, sections 1 and 6.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from numbers import Integral, Real
@@ -30,7 +29,7 @@ from typing import Any
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._utils import fused_optimizer, make_generator
+from .._utils import fused_optimizer, make_generator, one_thread
 from ..base import BaseSparseEstimator, DeviceOption
 
 __all__ = ["SPINE", "spine_gradients", "spine_loss_terms", "spine_sgd_step"]
@@ -100,24 +99,6 @@ def _optimizer(params: list[torch.Tensor], name: str, lr: float
     """torch's Adam (default betas and eps) or plain SGD over ``params``."""
     cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
     return fused_optimizer(cls, params, lr=lr)
-
-
-@contextlib.contextmanager
-def _few_threads(device: torch.device):
-    """One intra-op thread on the CPU while training (restored afterwards).
-
-    Each step is a handful of tiny kernels, which threads slow down
-    (docs/design.md, section 6).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _uniform(shape, bound, gen, like):
@@ -249,7 +230,7 @@ class SPINE(BaseSparseEstimator):
         Xt, _ = self._begin(X, reset=True)
         self._start(Xt)
         Xi = Xt / self._scale
-        with _few_threads(Xi.device):
+        with one_thread(Xi.device):
             for _ in range(self.max_iter):
                 self._epoch(Xi)
         self._finish()
@@ -266,7 +247,7 @@ class SPINE(BaseSparseEstimator):
         Xt, _ = self._begin(X, reset=first)
         if first:
             self._start(Xt)
-        with _few_threads(Xt.device):
+        with one_thread(Xt.device):
             self._epoch(Xt / self._scale)
         self._finish()
         return self

@@ -228,3 +228,30 @@ def test_wrong_n_features_in_transform(signal):
         est.transform(torch.zeros(3, 7))
     with pytest.raises(ValueError, match="number of components"):
         est.inverse_transform(np.zeros((3, 4)))
+
+
+def test_fits_and_encodes_run_on_one_thread_and_restore_the_setting():
+    """On the CPU the dictionary family runs torch on one intra-op thread (robust
+    when another process shares the cores) and leaves the user's setting as it
+    was, also when several threads encode at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        MiniBatchDictionaryLearning(
+            6, batch_size=50, max_iter=1, random_state=0, device="cpu",
+            callback=lambda info: seen.append(torch.get_num_threads())).fit(X)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+        V = rng.randn(6, 8)
+        with ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(lambda i: sparse_encode(X, V, alpha=0.5, n_jobs=2),
+                                  range(8)))
+        assert all(np.array_equal(c, codes[0]) for c in codes)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
