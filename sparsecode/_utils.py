@@ -151,11 +151,9 @@ def one_thread(device: torch.device | str = "cpu") -> Iterator[None]:
     homotopy, the dictionary update) and of SPINE's steps: every
     multi-threaded operation ends at a barrier that waits for all of its
     threads, so when another process holds a core each small operation waits
-    for a time slice. Measured on 2 cores with one CPU-bound process beside
-    (docs/design.md, section 3): a dictionary fit took 49-65 s on two threads
-    and 2.2-2.3 s on one. Nesting and concurrent use from several threads
-    (joblib's ``n_jobs``) are safe: the setting is restored when the last
-    block exits. No effect on other devices.
+    for a time slice (measurements: docs/design.md, section 3). Nesting and
+    concurrent use from several threads (joblib's ``n_jobs``) are safe: the
+    setting is restored when the last block exits. No effect on other devices.
     """
     if torch.device(device).type != "cpu":
         yield
