@@ -29,7 +29,10 @@ __all__ = [
     "fused_optimizer",
     "make_generator",
     "one_thread",
+    "check_weights",
     "read_json",
+    "read_json_object",
+    "read_tensors",
     "write_json",
     "write_tensors",
 ]
@@ -109,6 +112,50 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not a valid JSON file: {err}") from None
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """`read_json` of a file that must hold a JSON object (a dict)."""
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} must hold a JSON object, not a JSON "
+                         f"{type(obj).__name__}.")
+    return obj
+
+
+def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, on the CPU.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
+    the file when it is truncated or not safetensors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found.")
+    try:
+        return load_file(os.fspath(path), device="cpu")
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file "
+                         f"(truncated or another format): {err}") from None
+
+
+def check_weights(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                  names: Any = None) -> None:
+    """Raise ``ValueError`` naming ``path`` if a weight is not floating or finite.
+
+    ``names`` limits the check to those keys (all when None).
+    """
+    for name in tensors if names is None else names:
+        t = tensors[name]
+        if not (t.is_floating_point()):
+            raise ValueError(f"{path}: weight {name!r} has dtype "
+                             f"{str(t.dtype).replace('torch.', '')}, expected a "
+                             "floating-point dtype.")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{path}: weight {name!r} holds NaN or infinite "
+                             "values.")
 
 
 def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
