@@ -16,7 +16,7 @@ from .dictionary import (
     sparse_encode,
 )
 from .io import load, save
-from .sae import SparseAutoencoder
+from .sae import SparseAutoencoder, Transcoder
 from .words import SPINE, SparseOvercompleteVectors
 
 __version__ = "0.1.0"
@@ -26,6 +26,7 @@ __all__ = [
     "MiniBatchDictionaryLearning",
     "SPINE",
     "SparseAutoencoder",
+    "Transcoder",
     "SparseCoder",
     "SparseOvercompleteVectors",
     "__version__",

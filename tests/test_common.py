@@ -19,6 +19,7 @@ from sparsecode import (
     MiniBatchDictionaryLearning,
     SparseAutoencoder,
     SparseCoder,
+    Transcoder,
 )
 from sparsecode.nn import ACTIVATIONS
 from sparsecode.words import SPINE, SparseOvercompleteVectors
@@ -39,6 +40,11 @@ ESTIMATORS = [
     *[SparseAutoencoder(n_components=6, activation=name, max_iter=2,
                         batch_size=16, log_every=2, random_state=0, device="cpu")
       for name in sorted(ACTIVATIONS)],
+    # transcoders: codes of X reconstructing y (with and without a skip term)
+    Transcoder(n_components=6, max_iter=2, batch_size=16, log_every=2,
+               random_state=0, device="cpu"),
+    Transcoder(n_components=6, activation="relu", skip_connection=True, max_iter=2,
+               batch_size=16, log_every=2, random_state=0, device="cpu"),
     # word-vector estimators (Faruqui et al. 2015; SPINE), tiny and quick
     SparseOvercompleteVectors(n_components=6, max_iter=3, batch_size=16,
                               random_state=0, device="cpu"),

@@ -20,6 +20,7 @@ ALL = [
     "MiniBatchDictionaryLearning",
     "SPINE",
     "SparseAutoencoder",
+    "Transcoder",
     "SparseCoder",
     "SparseOvercompleteVectors",
     "__version__",

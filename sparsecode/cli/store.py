@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("extract", help="hook a transformer, store its activations")
     e.add_argument("--model", default="minilm",
                    help="'minilm' (bundled) or a local Hugging Face model folder")
-    e.add_argument("--modules", default="encoder.layer.3",
-                   help="comma-separated module paths to hook")
+    e.add_argument("--modules", default=None,
+                   help="comma-separated module paths to hook (default: "
+                        "encoder.layer.3, or none with --mlp-pair)")
+    e.add_argument("--mlp-pair", type=int, default=None, metavar="N",
+                   help="also hook the input and output of layer N's MLP "
+                        "(encoder.layer.N.attention.output and "
+                        "encoder.layer.N.output.dense), for a transcoder")
     e.add_argument("--texts", default=None,
                    help="UTF-8 file with one text per line (default: bundled corpus)")
     e.add_argument("--out", required=True, help="activation store folder")
@@ -40,12 +46,35 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--device", default="auto")
 
 
+def _extract_modules(args: argparse.Namespace, model) -> list[str]:
+    """The ``--modules`` list plus the ``--mlp-pair`` modules, without repeats."""
+    from ..data.activations import mlp_pair_modules
+
+    if args.modules is None:
+        modules = [] if args.mlp_pair is not None else ["encoder.layer.3"]
+    else:
+        modules = [m.strip() for m in args.modules.split(",") if m.strip()]
+    if args.mlp_pair is not None:
+        try:
+            modules += mlp_pair_modules(args.mlp_pair, model)
+        except ValueError as exc:
+            print(f"sparsecode extract: error: --mlp-pair {args.mlp_pair}: {exc}",
+                  file=sys.stderr)
+            raise SystemExit(2) from exc
+    return list(dict.fromkeys(modules))
+
+
 def run_extract(args: argparse.Namespace) -> None:
-    """Extract activations to a sharded, resumable store (with a progress bar)."""
+    """Extract activations to a sharded, resumable store (with a progress bar).
+
+    Every hooked module is stored in the same rows (same tokens, same order),
+    so ``--mlp-pair N`` gives the paired inputs and outputs of layer N's MLP.
+    """
     from ..data.activations import extract_activations, load_hf_model, load_minilm
 
     model, tok = (load_minilm(args.device) if args.model == "minilm"
                   else load_hf_model(args.model, args.device))
+    modules = _extract_modules(args, model)
     if args.texts:
         lines = Path(args.texts).read_text(encoding="utf-8").splitlines()
         texts = [t for t in lines if t.strip()]
@@ -54,7 +83,7 @@ def run_extract(args: argparse.Namespace) -> None:
 
         texts = load_default_corpus()
     store = extract_activations(
-        model, tok, texts, args.modules.split(","), args.out,
+        model, tok, texts, modules, args.out,
         batch_size=args.batch_size, max_length=args.max_length,
         max_tokens=args.max_tokens, progress=True, device=args.device,
     )

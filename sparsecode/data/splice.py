@@ -2,62 +2,23 @@
 
 :func:`similarity_recovered` splices a reconstruction (for example an SAE's)
 back into the model and measures how much of the sentence embedding survives.
-The small forward-hook helpers here are shared with
-:mod:`sparsecode.data.activations`.
+With ``source_module`` the replacement is computed from another module's
+activations in the same forward pass: a transcoder's prediction of an MLP's
+output from the MLP's input. The forward hooks themselves are in
+:mod:`sparsecode.data._hooks`.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from ._hooks import _eval_mode, _model_device, _register_replacement
+
 __all__ = ["run_with_replacement", "sentence_embeddings", "similarity_recovered"]
-
-
-# ------------------------------------------------------------------ hook helpers
-def _first(output):
-    """The activation tensor of a module output (element 0 of a tuple)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise TypeError(f"cannot find an activation tensor in a {type(output)} output.")
-
-
-def _with_first(output, new):
-    """`output` with its activation tensor replaced by `new`."""
-    if isinstance(output, torch.Tensor):
-        return new
-    return type(output)([new, *output[1:]])
-
-
-def _get_module(model, name: str) -> torch.nn.Module:
-    try:
-        return model.get_submodule(name)
-    except AttributeError as exc:
-        raise ValueError(f"model has no submodule {name!r}.") from exc
-
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(training)
-
-
-def _model_device(model, device) -> torch.device:
-    if device is not None:
-        model.to(device)
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 # -------------------------------------------------------------------- splicing
@@ -81,19 +42,6 @@ def _encode_batches(tokenizer, texts, batch_size, max_length, device):
         yield {k: v.to(device) for k, v in enc.items()}
 
 
-def _replace_hook(replace_fn, state):
-    def hook(module, args, output):
-        acts, mask = _first(output), state["mask"]
-        if tuple(acts.shape[:2]) != tuple(mask.shape):
-            raise ValueError(f"module output {tuple(acts.shape)} is not per token.")
-        new = acts.clone()
-        replaced = replace_fn(acts[mask])
-        new[mask] = torch.as_tensor(replaced, dtype=acts.dtype, device=acts.device)
-        return _with_first(output, new)
-
-    return hook
-
-
 def run_with_replacement(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -101,6 +49,7 @@ def run_with_replacement(
     module: str | None,
     replace_fn: Callable[[torch.Tensor], Any] | None,
     *,
+    source_module: str | None = None,
     batch_size: int = 32,
     max_length: int = 128,
     device: str | torch.device | None = None,
@@ -110,6 +59,9 @@ def run_with_replacement(
     The hook passes the ``(n_tokens, dim)`` activations of the non-padding
     tokens (special tokens included) to `replace_fn` and writes its result
     back (element 0 of a tuple output); padding positions are left alone.
+    With `source_module`, `replace_fn` receives instead the ``(n_tokens,
+    source_dim)`` activations of `source_module` recorded earlier in the same
+    forward pass (a transcoder: the MLP's output predicted from its input).
     Embeddings follow the all-MiniLM-L6-v2 recipe: mean of
     ``last_hidden_state`` over non-padding tokens, then L2 normalisation.
     Texts longer than `max_length` are truncated.
@@ -122,7 +74,11 @@ def run_with_replacement(
     module : str or None
         Dotted submodule name; ``None`` (with ``replace_fn=None``) runs clean.
     replace_fn : callable or None
-        Maps a ``(n_tokens, dim)`` tensor to an array-like of the same shape.
+        Maps a ``(n_tokens, dim)`` tensor to an array-like of the shape of
+        the output of `module` on those tokens.
+    source_module : str, optional
+        Dotted name of a submodule that runs before `module`; its output (one
+        row per token) is what `replace_fn` maps. ``None``: `module`'s own.
     batch_size : int, default=32
     max_length : int, default=128
     device : str or torch.device, optional
@@ -132,24 +88,34 @@ def run_with_replacement(
     -------
     numpy.ndarray of shape (n_texts, hidden_size)
         Unit-norm sentence embeddings.
+
+    Raises
+    ------
+    ValueError
+        If a module is not a submodule of `model`, if an output is not one row
+        per token, or if `source_module` has not run by the time `module` does.
     """
+    if source_module is not None and (module is None or replace_fn is None):
+        raise ValueError("source_module needs a module and a replace_fn.")
     device = _model_device(model, device)
-    state: dict[str, torch.Tensor] = {}
-    handle = None
-    if replace_fn is not None:
-        hook = _replace_hook(replace_fn, state)
-        handle = _get_module(model, module).register_forward_hook(hook)
+    state: dict[str, Any] = {}
+    handles = []
     out = []
     try:
+        if replace_fn is not None:
+            handles = _register_replacement(
+                model, module, replace_fn, source_module, state
+            )
         with _eval_mode(model), torch.inference_mode():
             for enc in _encode_batches(
                 tokenizer, texts, batch_size, max_length, device
             ):
+                state.pop("source", None)
                 state["mask"] = enc["attention_mask"].bool()
                 hidden = model(**enc).last_hidden_state
                 out.append(_mean_pool(hidden, enc["attention_mask"]).float().cpu())
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.remove()
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
@@ -216,6 +182,7 @@ def similarity_recovered(
     module: str,
     reconstruct_fn: Callable[[torch.Tensor], Any],
     *,
+    source_module: str | None = None,
     batch_size: int = 32,
     max_length: int = 128,
     device: str | torch.device | None = None,
@@ -238,6 +205,12 @@ def similarity_recovered(
     as the ablation (negative: worse). This is the sentence-embedding analogue
     of the "loss recovered" score used for SAEs on language models.
 
+    With `source_module` (a transcoder), the reconstruction is computed from
+    the activations of `source_module` in the same forward pass,
+    ``reconstruct_fn(source_acts)``, e.g. the MLP's output predicted from the
+    MLP's input (see :func:`~sparsecode.data.activations.mlp_pair_modules`);
+    the zero and mean ablations are still those of `module`.
+
     Parameters
     ----------
     model, tokenizer
@@ -246,7 +219,14 @@ def similarity_recovered(
     module : str
         Dotted submodule name, e.g. ``"encoder.layer.3"``.
     reconstruct_fn : callable
-        Maps ``(n_tokens, dim)`` activations to their reconstruction.
+        Maps ``(n_tokens, dim)`` activations (of `module`, or of
+        `source_module` if given) to the reconstruction of `module`'s output,
+        e.g. an SAE's ``lambda a: sae.inverse_transform(sae.transform(a))`` or a
+        transcoder's ``predict``.
+    source_module : str, optional
+        Dotted name of the submodule whose output `reconstruct_fn` maps; it
+        must run before `module` and give one row per token. ``None``: the
+        output of `module` itself.
     batch_size, max_length, device
         See :func:`run_with_replacement`.
 
@@ -255,21 +235,52 @@ def similarity_recovered(
     dict
         ``cos_reconstruction``, ``cos_zero_ablation``, ``cos_mean_ablation``,
         ``fraction_recovered``, ``fraction_recovered_mean`` (floats).
+
+    Raises
+    ------
+    ValueError
+        If `source_module` is not a submodule, does not give one row per token
+        or runs after `module` (see :func:`run_with_replacement`).
+
+    Examples
+    --------
+    Splice the exact MLP of layer 2 back in, computed from the MLP's input
+    (a perfect transcoder recovers everything):
+
+    >>> from sparsecode.data.activations import load_minilm, mlp_pair_modules
+    >>> model, tokenizer = load_minilm()
+    >>> src, dst = mlp_pair_modules(2, model)
+    >>> block = model.encoder.layer[2]
+    >>> def mlp(x):
+    ...     return block.output.dense(block.intermediate(x))
+    >>> texts = ["Sparse codes of an MLP.", "The fox jumps over the dog."]
+    >>> score = similarity_recovered(model, tokenizer, texts, dst, mlp,
+    ...                              source_module=src)
+    >>> round(score["fraction_recovered"], 4)
+    1.0
+
+    A fitted transcoder is scored the same way:
+
+    >>> similarity_recovered(model, tokenizer, texts, dst, transcoder.predict,
+    ...                      source_module=src)  # doctest: +SKIP
     """
     kw = {"batch_size": batch_size, "max_length": max_length, "device": device}
+    # the reconstruction first: a bad source_module fails before the other runs
+    spliced = run_with_replacement(
+        model, tokenizer, texts, module, reconstruct_fn,
+        source_module=source_module, **kw,
+    )
     clean = sentence_embeddings(model, tokenizer, texts, **kw)
     mean = _mean_activation(
         model, tokenizer, texts, module, batch_size, max_length, device
     )
 
     def cos(replace_fn) -> float:
-        spliced = run_with_replacement(
-            model, tokenizer, texts, module, replace_fn, **kw
-        )
-        return float(np.mean(np.sum(clean * spliced, axis=1)))
+        out = run_with_replacement(model, tokenizer, texts, module, replace_fn, **kw)
+        return float(np.mean(np.sum(clean * out, axis=1)))
 
     result = {
-        "cos_reconstruction": cos(reconstruct_fn),
+        "cos_reconstruction": float(np.mean(np.sum(clean * spliced, axis=1))),
         "cos_zero_ablation": cos(torch.zeros_like),
         "cos_mean_ablation": cos(lambda a: mean.to(a).expand_as(a)),
     }

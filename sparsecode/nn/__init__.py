@@ -28,9 +28,10 @@ Examples
 ((5, 32), True)
 """
 
+from .init import geometric_median
 from .jumprelu import JumpReLU
 from .losses import LOSS_TERMS, register_loss_term, sae_losses
-from .modules import SparseAutoencoderModule, geometric_median
+from .modules import SparseAutoencoderModule
 from .output import TrainOutput
 from .variants import (
     ACTIVATIONS,

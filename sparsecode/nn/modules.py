@@ -3,11 +3,13 @@
 ``codes = act(W_enc (x - b_pre) + b_enc)`` and ``x_hat = codes @ W_dec + b_pre``
 with ``W_enc`` and ``W_dec`` both of shape ``(n_components, n_features)``
 (``W_dec`` rows are the dictionary atoms). The activation is a registered
-module (`sparsecode.nn.variants`). Training runs the dense encoder matmul
-and then, when the codes are sparse, only sparse operations
-(`sparsecode.nn.functional`): always for TopK (a fixed ``k`` per row), and for
-activations with a ``support`` (ReLU) whenever the batch's active fraction is
-at most `SparseAutoencoderModule.sparse_max_density`.
+module (`sparsecode.nn.variants`). A transcoder (``n_outputs`` given) maps the
+input to another output, ``y_hat = codes @ W_dec + b_pre (+ x @ W_skip.T)``:
+its encoder input is not centred and ``b_pre`` is the output bias. Training
+runs the dense encoder matmul and then, when the codes are sparse, only sparse
+operations (`sparsecode.nn.functional`): always for TopK (a fixed ``k`` per
+row), and for activations with a ``support`` (ReLU) whenever the batch's active
+fraction is at most `SparseAutoencoderModule.sparse_max_density`.
 """
 
 from __future__ import annotations
@@ -18,47 +20,14 @@ import torch
 from torch import nn
 
 from .functional import Pattern, pattern_decode, pattern_linear
+from .init import centre_of
 from .linear import linear
 from .losses import DECODER_PROJECTING_TERMS
 from .output import TrainOutput
 from .select import aux_select, support_positions, topk_indices
 from .variants import Activation, make_activation
 
-__all__ = ["SparseAutoencoderModule", "geometric_median"]
-
-
-def geometric_median(
-    X: torch.Tensor, n_iter: int = 100, eps: float = 1e-8, tol: float = 1e-7
-) -> torch.Tensor:
-    """Geometric median of the rows of ``X`` by Weiszfeld's iterations.
-
-    Parameters
-    ----------
-    X : torch.Tensor of shape (n_samples, n_features)
-    n_iter : int, default=100
-        Maximum number of iterations.
-    eps : float, default=1e-8
-        Floor on distances (avoids division by zero at a data point).
-    tol : float, default=1e-7
-        Stop when an iteration moves the estimate by less than ``tol`` times
-        the data's RMS distance to it (checked every 10 iterations).
-
-    Returns
-    -------
-    torch.Tensor of shape (n_features,)
-    """
-    X = X.double()
-    y = X.mean(0)
-    for it in range(n_iter):
-        dist = torch.linalg.vector_norm(X - y, dim=1)
-        w = 1.0 / dist.clamp_min(eps)
-        y_new = (w @ X) / w.sum()
-        if it % 10 == 9:
-            scale = float(dist.pow(2).mean().sqrt())
-            if float(torch.linalg.vector_norm(y_new - y)) <= tol * max(scale, eps):
-                return y_new
-        y = y_new
-    return y
+__all__ = ["SparseAutoencoderModule"]
 
 
 class SparseAutoencoderModule(nn.Module):
@@ -74,6 +43,17 @@ class SparseAutoencoderModule(nn.Module):
         Constructor arguments when ``activation`` is a name.
     dtype : torch.dtype, default=torch.float32
     device : torch.device or str, default="cpu"
+    input_norm : {"none", "layer_norm", "constant_norm_rescale"}, default="none"
+        Per-input normalisation around the SAE, as SAELens defines it:
+        ``layer_norm`` encodes ``(x - mean(x)) / (std(x) + 1e-5)`` (unbiased
+        std) and maps reconstructions back by ``* std + mean``;
+        ``constant_norm_rescale`` encodes ``x * sqrt(d) / ||x||`` and divides
+        reconstructions by that factor. `decode` works in the normalised
+        space, `forward` returns the reconstruction of ``x`` itself.
+    n_outputs : int, default=None
+        A transcoder's output width; None for an autoencoder.
+    skip_connection : bool, default=False
+        A transcoder's linear skip term ``x @ W_skip.T`` (zero-initialised).
 
     Attributes
     ----------
@@ -96,6 +76,7 @@ class SparseAutoencoderModule(nn.Module):
 
     sparse_max_density: float = 0.1
     project_decoder_grad: bool = True
+    INPUT_NORMS = ("none", "layer_norm", "constant_norm_rescale")
 
     def __init__(
         self,
@@ -106,36 +87,57 @@ class SparseAutoencoderModule(nn.Module):
         *,
         dtype: torch.dtype = torch.float32,
         device: Any = "cpu",
+        input_norm: str = "none",
+        n_outputs: int | None = None,
+        skip_connection: bool = False,
     ) -> None:
         super().__init__()
+        if input_norm not in self.INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {self.INPUT_NORMS}, got "
+                             f"{input_norm!r}.")
+        if skip_connection and n_outputs is None:
+            raise ValueError("skip_connection needs n_outputs (a transcoder).")
         if isinstance(activation, str):
             activation = make_activation(
                 activation, n_components, **(activation_kwargs or {})
             )
         self.n_features, self.n_components = int(n_features), int(n_components)
+        self.transcoder = n_outputs is not None
+        self.n_outputs = self.n_features if n_outputs is None else int(n_outputs)
+        self.input_norm = input_norm
         self.activation = activation
         kw = {"dtype": dtype, "device": device}
-        self.b_pre = nn.Parameter(torch.zeros(n_features, **kw))
+        self.b_pre = nn.Parameter(torch.zeros(self.n_outputs, **kw))
         self.W_enc = nn.Parameter(torch.zeros(n_components, n_features, **kw))
         self.b_enc = nn.Parameter(
             torch.zeros(n_components, **kw),
-            requires_grad=activation.uses_encoder_bias,
+            requires_grad=activation.uses_encoder_bias or self.transcoder,
         )
-        self.W_dec = nn.Parameter(torch.zeros(n_components, n_features, **kw))
+        self.W_dec = nn.Parameter(torch.zeros(n_components, self.n_outputs, **kw))
+        self.W_skip = (nn.Parameter(torch.zeros(self.n_outputs, n_features, **kw))
+                       if skip_connection else None)
         self.activation.to(**kw)
 
     # ----------------------------------------------------------------- config
     def config(self) -> dict:
         """JSON-able description that rebuilds the module (see `from_config`)."""
-        return {"n_features": self.n_features, "n_components": self.n_components,
-                "activation": self.activation.name,
-                "activation_kwargs": self.activation.config()}
+        config = {"n_features": self.n_features, "n_components": self.n_components,
+                  "activation": self.activation.name,
+                  "activation_kwargs": self.activation.config(),
+                  "input_norm": self.input_norm}
+        if self.transcoder:
+            config.update(n_outputs=self.n_outputs,
+                          skip_connection=self.W_skip is not None)
+        return config
 
     @classmethod
     def from_config(cls, config: dict, **kw: Any) -> SparseAutoencoderModule:
         """Build an (uninitialised) module from `config` output."""
+        extra = {k: config[k] for k in ("input_norm", "n_outputs", "skip_connection")
+                 if k in config}
         return cls(config["n_features"], config["n_components"],
-                   config["activation"], config.get("activation_kwargs"), **kw)
+                   config["activation"], config.get("activation_kwargs"), **extra,
+                   **kw)
 
     def load_weights_(self, state: dict[str, torch.Tensor]) -> None:
         """``load_state_dict`` after checking names and shapes (clear errors).
@@ -164,46 +166,91 @@ class SparseAutoencoderModule(nn.Module):
         *,
         b_pre_init: str = "geometric_median",
         decoder_norm: float = 1.0,
+        Y_sample: torch.Tensor | None = None,
     ) -> None:
         """Tied initialisation from a data sample.
 
         Decoder rows are random directions of norm ``decoder_norm`` (1 for
         unit-norm variants), ``W_enc = W_dec``, ``b_enc = 0`` and ``b_pre`` the
-        geometric median, the mean of ``X_sample``, or zero.
+        geometric median, the mean of ``X_sample``, or zero. A transcoder
+        (outputs ``Y_sample``) draws its encoder rows as independent unit
+        directions, takes ``b_pre`` from ``Y_sample`` and starts ``b_enc`` at
+        ``-W_enc c`` with ``c`` the same centre of ``X_sample`` (so the
+        encoder starts on centred inputs); ``W_skip`` starts at zero.
         """
-        W = torch.randn(self.W_dec.shape, generator=generator,
-                        device=generator.device, dtype=torch.float64)
-        W = W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp_min(1e-12)
+        W = self._directions(self.W_dec.shape, generator)
         if not self.activation.unit_norm_decoder:
             W = W * decoder_norm
         self.W_dec.copy_(W)
-        self.W_enc.copy_(W)
         self.b_enc.zero_()
-        if b_pre_init == "geometric_median":
-            self.b_pre.copy_(geometric_median(X_sample))
-        elif b_pre_init == "mean":
-            self.b_pre.copy_(X_sample.double().mean(0))
-        elif b_pre_init == "zeros":
-            self.b_pre.zero_()
-        else:
-            raise ValueError(f"Unknown b_pre_init {b_pre_init!r}.")
+        if not self.transcoder:
+            self.W_enc.copy_(W)
+            self.b_pre.copy_(centre_of(X_sample, b_pre_init))
+            return
+        self.W_enc.copy_(self._directions(self.W_enc.shape, generator))
+        self.b_pre.copy_(centre_of(Y_sample, b_pre_init))
+        self.b_enc.copy_(-(self.W_enc.double() @ centre_of(X_sample, b_pre_init)))
+        if self.W_skip is not None:
+            self.W_skip.zero_()
+
+    @staticmethod
+    def _directions(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+        W = torch.randn(shape, generator=generator, device=generator.device,
+                        dtype=torch.float64)
+        return W / torch.linalg.vector_norm(W, dim=1, keepdim=True).clamp_min(1e-12)
 
     # -------------------------------------------------------------- inference
+    @property
+    def centre(self) -> torch.Tensor | None:
+        """What the encoder subtracts from its input: ``b_pre``, or None
+        for a transcoder."""
+        return None if self.transcoder else self.b_pre
+
+    def normalize(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """``x`` normalised by ``input_norm``, and the statistics to undo it."""
+        if self.input_norm == "layer_norm":
+            mu = x_BD.mean(-1, keepdim=True)
+            std = (x_BD - mu).std(-1, keepdim=True)
+            return (x_BD - mu) / (std + 1e-5), (mu, std)
+        if self.input_norm == "constant_norm_rescale":
+            coef = self.n_features ** 0.5 / torch.linalg.vector_norm(
+                x_BD, dim=-1, keepdim=True)
+            return x_BD * coef, (coef,)
+        return x_BD, ()
+
+    def denormalize(self, x_hat_BD: torch.Tensor, stats: tuple) -> torch.Tensor:
+        """Undo `normalize` on a reconstruction (``stats`` from `normalize`)."""
+        if self.input_norm == "layer_norm":
+            return x_hat_BD * stats[1] + stats[0]
+        if self.input_norm == "constant_norm_rescale":
+            return x_hat_BD / stats[0]
+        return x_hat_BD
+
     def encode_pre(self, x_BD: torch.Tensor) -> torch.Tensor:
-        """Pre-activations ``W_enc (x - b_pre) (+ b_enc)``."""
-        bias = self.b_enc if self.activation.uses_encoder_bias else None
-        return linear(x_BD - self.b_pre, self.W_enc, bias)
+        """Pre-activations ``W_enc (x - b_pre) (+ b_enc)`` of normalised ``x``."""
+        bias = self.b_enc if self.activation.uses_encoder_bias or self.transcoder \
+            else None
+        centre = self.centre
+        return linear(x_BD if centre is None else x_BD - centre, self.W_enc, bias)
 
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
         """Codes of ``x`` (dense, shape (batch, n_components))."""
-        return self.activation(self.encode_pre(x_BD))
+        return self.activation(self.encode_pre(self.normalize(x_BD)[0]))
 
     def decode(self, codes_BM: torch.Tensor) -> torch.Tensor:
-        """Reconstruction ``codes @ W_dec + b_pre``."""
+        """``codes @ W_dec + b_pre`` (normalised space; no skip term)."""
         return codes_BM @ self.W_dec + self.b_pre
 
+    def skip(self, x_BD: torch.Tensor) -> torch.Tensor | None:
+        """A transcoder's skip term ``x @ W_skip.T``, or None."""
+        return None if self.W_skip is None else linear(x_BD, self.W_skip)
+
     def forward(self, x_BD: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x_BD))
+        """The reconstruction of ``x`` (a transcoder: the predicted output)."""
+        x_n, stats = self.normalize(x_BD)
+        out = self.decode(self.activation(self.encode_pre(x_n)))
+        skip = self.skip(x_n)
+        return self.denormalize(out if skip is None else out + skip, stats)
 
     # --------------------------------------------------------------- training
     def forward_train(
@@ -221,8 +268,11 @@ class SparseAutoencoderModule(nn.Module):
             return self._forward_topk(x_BD, dead_M, k_aux)
         # W (x - b_pre) + b_enc as x W^T + (b_enc - W b_pre): the gradient of
         # b_pre is then a vector-matrix product, not a (batch x m x d) matmul
-        shift = self.W_enc @ self.b_pre
-        bias = self.b_enc - shift if self.activation.uses_encoder_bias else -shift
+        if self.transcoder:
+            bias = self.b_enc
+        else:
+            shift = self.W_enc @ self.b_pre
+            bias = self.b_enc - shift if self.activation.uses_encoder_bias else -shift
         pre = linear(x_BD, self.W_enc, bias)
         use_aux = dead_M is not None and k_aux > 0
         pattern = None if use_aux else self._sparse_pattern(pre.detach())
@@ -253,9 +303,9 @@ class SparseAutoencoderModule(nn.Module):
     def _forward_pattern(self, x_BD, pre_BM, pattern) -> TrainOutput:
         """Sparse training pass on the pairs of ``pattern`` (see `functional`)."""
         act = self.activation
-        bias = self.b_enc if act.uses_encoder_bias else None
+        bias = self.b_enc if act.uses_encoder_bias or self.transcoder else None
         pre_N = pre_BM.reshape(-1).index_select(0, pattern.flat)  # (`from_flat`)
-        h_N = pattern_linear(x_BD, self.W_enc, bias, pattern, pre_N, self.b_pre)
+        h_N = pattern_linear(x_BD, self.W_enc, bias, pattern, pre_N, self.centre)
         vals = act.sparse_codes(h_N, pattern.col)
         x_hat = pattern_decode(vals, pattern, self.W_dec) + self.b_pre
         return TrainOutput(x_hat, pre_BM, vals=vals, idx=pattern.col, pattern=pattern,
@@ -264,7 +314,9 @@ class SparseAutoencoderModule(nn.Module):
     def _forward_topk(self, x_BD, dead_M, k_aux) -> TrainOutput:
         k, m = self.activation.sparse_k, self.n_components
         with torch.no_grad():
-            pre = linear(x_BD - self.b_pre, self.W_enc, self.b_enc)
+            centre = self.centre
+            pre = linear(x_BD if centre is None else x_BD - centre, self.W_enc,
+                         self.b_enc)
             idx = topk_indices(pre, k)
         idx_all = idx
         if dead_M is not None and k_aux > 0:
@@ -273,7 +325,7 @@ class SparseAutoencoderModule(nn.Module):
         p_all = Pattern.from_indices(idx_all, m)
         pre_all = pre.gather(1, idx_all)
         v_all = pattern_linear(x_BD, self.W_enc, self.b_enc, p_all,
-                               pre_all.reshape(-1), self.b_pre).view(idx_all.shape)
+                               pre_all.reshape(-1), self.centre).view(idx_all.shape)
         vals = torch.relu(v_all[:, :k])
         p_dec = p_all if idx_all is idx else Pattern.from_indices(idx, m)
         act = self.activation
@@ -312,5 +364,5 @@ class SparseAutoencoderModule(nn.Module):
         (and their norms) are unchanged. ``fold_scale_(1 / scale)`` undoes it.
         """
         self.b_pre.div_(scale)
-        self.b_enc.div_(scale)
+        self.b_enc.div_(scale)  # (a transcoder's input scale is folded likewise)
         self.activation.fold_scale_(scale)

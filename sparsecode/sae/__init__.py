@@ -1,11 +1,12 @@
 """Sparse autoencoders: the `SparseAutoencoder` estimator and its training loop.
 
 * `estimator` -- `SparseAutoencoder`, the scikit-learn estimator;
+* `transcoder` -- `Transcoder`: codes of X trained to reconstruct Y;
 * `config`, `state`, `training` -- `TrainConfig`, `TrainState` and the one
   training loop `fit_loop` (Adam, schedules, AuxK, clipping, checkpoints);
 * `sources` -- batches from arrays, tensors, memmaps and iterables;
 * `distributed` -- data-parallel training under ``torchrun``;
-* `exchange` -- reading SAELens and sparsify files.
+* `exchange` -- SAELens, sparsify and dictionary_learning files.
 
 The variants themselves (activations, loss terms) live in `sparsecode.nn`.
 
@@ -25,6 +26,7 @@ from .exchange import load_saelens, load_sparsify
 from .sources import IterableBatches, MemmapBatches, TensorBatches, make_source
 from .state import TrainState
 from .training import clip_gradients, fit_loop, lr_factor, sparsity_factor
+from .transcoder import Transcoder
 
 __all__ = [
     "IterableBatches",
@@ -33,6 +35,7 @@ __all__ = [
     "TensorBatches",
     "TrainConfig",
     "TrainState",
+    "Transcoder",
     "clip_gradients",
     "fit_loop",
     "load_saelens",

@@ -44,7 +44,7 @@ def sizes(est, d: int) -> tuple[int, int, int]:
 
 def train_config(est, source, scale: float, *, partial: bool) -> TrainConfig:
     """The `TrainConfig` of a ``fit`` (or ``partial_fit``) of ``est`` on ``source``."""
-    m, _, k_aux = sizes(est, source.n_features)
+    m, _, k_aux = sizes(est, est.n_features_in_)
     n_batches = source.n_batches
     passes = _passes(est, n_batches)
     n_steps = passes * n_batches if n_batches else None

@@ -24,7 +24,7 @@ from ._setup import RegisteredActivation, sizes, train_config
 from .distributed import get_comm
 from .sources import make_source
 from .state import TrainState
-from .training import fit_loop
+from .training import fit_loop, split_batch
 
 __all__ = ["SparseAutoencoder"]
 
@@ -215,17 +215,25 @@ class SparseAutoencoder(BaseSparseEstimator):
         comm.check_batch_size(self.batch_size)
         return comm
 
+    def _module_options(self) -> dict:
+        """Extra `SparseAutoencoderModule` arguments (a transcoder's outputs)."""
+        return {}
+
     def _build(self, source, comm) -> tuple[TrainState, float]:
         """A freshly initialised module and training state for ``source``."""
-        d = source.n_features
+        d = self.n_features_in_
         m, k, _ = sizes(self, d)
         kwargs = dict(self.activation_params or {})
         if ACTIVATIONS[self.activation].takes_k:
             kwargs["k"] = k
         sample = source.sample()
         model = SparseAutoencoderModule(d, m, self.activation, kwargs,
-                                        dtype=sample.dtype, device=self._device)
-        msn = source.mean_sq_norm() if self.normalize_input else 0.0
+                                        dtype=sample.dtype, device=self._device,
+                                        **self._module_options())
+        # the input scale makes the *targets* of unit mean square
+        msn = 0.0
+        if self.normalize_input:
+            msn = source.mean_sq_norm(d) if model.transcoder else source.mean_sq_norm()
         scale = math.sqrt(d / msn) if msn > 0 and math.isfinite(msn) else 1.0
         init_seed, data_seed = check_random_state(self.random_state).randint(
             np.iinfo(np.int32).max, size=2)
@@ -233,8 +241,9 @@ class SparseAutoencoder(BaseSparseEstimator):
         init_seed, data_seed, scale = comm.broadcast_floats(
             [int(init_seed), int(data_seed), scale])
         gen = torch.Generator().manual_seed(int(init_seed))
-        model.reset_parameters_(sample * scale, gen, b_pre_init=self.b_pre_init,
-                                decoder_norm=0.1)
+        x, y = split_batch(model, sample * scale)
+        model.reset_parameters_(x, gen, b_pre_init=self.b_pre_init, decoder_norm=0.1,
+                                Y_sample=y if model.transcoder else None)
         return TrainState(model, int(data_seed)), scale
 
     def _callback(self):
@@ -277,15 +286,7 @@ class SparseAutoencoder(BaseSparseEstimator):
         -------
         self
         """
-        self._validate_params()
-        self._setup_device()
-        comm = self._comm()
-        source = make_source(self, X, reset=True)
-        state, scale = self._build(source, comm)
-        config = train_config(self, source, scale, partial=False)
-        fit_loop(state, source, config, self._callback(), comm)
-        self._finish(state, scale)
-        return self
+        return self._train(X, None, partial=False)
 
     def partial_fit(self, X: Any, y: Any = None) -> SparseAutoencoder:
         """One more pass over X (the first call initialises from X).
@@ -297,19 +298,27 @@ class SparseAutoencoder(BaseSparseEstimator):
         -------
         self
         """
-        first = not hasattr(self, "_state")
+        return self._train(X, None, partial=True)
+
+    def _source(self, X: Any, Y: Any, *, reset: bool):
+        """The batch source of a fit (`sparsecode.sae.sources`)."""
+        return make_source(self, X, reset=reset)
+
+    def _train(self, X: Any, Y: Any, *, partial: bool) -> SparseAutoencoder:
+        first = not partial or not hasattr(self, "_state")
         if first:
             self._validate_params()
             self._setup_device()
         comm = self._comm()
-        source = make_source(self, X, reset=first)
+        source = self._source(X, Y, reset=first)
         if first:
             state, scale = self._build(source, comm)
         else:
             state, scale = self._state.to(self._device), self._scale
             state.model.fold_scale_(1.0 / scale)
-        config = train_config(self, source, scale, partial=True)
-        config.max_passes = state.pass_index + 1
+        config = train_config(self, source, scale, partial=partial)
+        if partial:
+            config.max_passes = state.pass_index + 1
         fit_loop(state, source, config, self._callback(), comm)
         self._finish(state, scale)
         return self

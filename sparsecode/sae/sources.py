@@ -85,11 +85,12 @@ class TensorBatches:
         """Evenly spaced rows (deterministic), for initialisation."""
         return self._rows(_spread(self.n_samples, n_max))
 
-    def mean_sq_norm(self) -> float:
-        """Mean squared row norm (on up to 100k evenly spaced rows)."""
+    def mean_sq_norm(self, first_col: int = 0) -> float:
+        """Mean squared row norm (on up to 100k evenly spaced rows) of the
+        columns from ``first_col`` on."""
         rows = (self.X if self.n_samples <= _NORM_ROWS and torch.is_tensor(self.X)
                 else self._rows(_spread(self.n_samples, _NORM_ROWS)))
-        return _mean_sq_norm(rows)
+        return _mean_sq_norm(rows[:, first_col:])
 
 
 class MemmapBatches(TensorBatches):

@@ -31,7 +31,8 @@ from .config import TrainConfig
 from .distributed import Local
 from .state import TrainState
 
-__all__ = ["clip_gradients", "fit_loop", "lr_factor", "sparsity_factor"]
+__all__ = ["clip_gradients", "fit_loop", "lr_factor", "sparsity_factor",
+           "split_batch"]
 
 
 # ----------------------------------------------------------------- schedules
@@ -50,24 +51,38 @@ def sparsity_factor(step: int, config: TrainConfig) -> float:
 
 
 # ---------------------------------------------------------------- one step
-def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
+def split_batch(model, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) of a batch: a transcoder's rows are ``[x | y]``."""
+    if not model.transcoder:
+        return batch, batch
+    d = model.n_features  # (contiguous: the kernels are faster on them)
+    return batch[:, :d].contiguous(), batch[:, d:].contiguous()
+
+
+def _train_step(state: TrainState, batch: torch.Tensor, config: TrainConfig,
                 opt: torch.optim.Optimizer, comm: Local) -> None:
     model = state.model
     if config.scale != 1.0:
-        x = x * config.scale
+        batch = batch * config.scale
+    x, y = split_batch(model, batch)
+    if model.input_norm != "none":  # (models read from SAELens; y is x here)
+        x = y = model.normalize(x)[0]
     use_aux = (state.aux_on and config.k_aux > 0
                and "auxk" in model.activation.loss_terms)
     dead = state.since_fired >= config.dead_window if use_aux else None
     with _autocast(config.autocast, x.device):
         out = model.forward_train(x, dead, config.k_aux)
+        skip = model.skip(x)  # the codes' target is what the skip term leaves
+        target = y if skip is None else y - skip
         terms = comm.weigh(sae_losses(
-            out, x, model, alpha=config.alpha * sparsity_factor(state.step, config),
+            out, target, model,
+            alpha=config.alpha * sparsity_factor(state.step, config),
             aux_coef=config.aux_coef))
     loss = sum(terms.values())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     active, fired = _fired(state, out)
-    fired, center, n = comm.reduce_step(state.params(), fired, x)
+    fired, center, n = comm.reduce_step(state.params(), fired, y)
     if model.activation.unit_norm_decoder and not out.decoder_grad_projected:
         model.remove_parallel_grad_()
     clip_gradients(state.params(), opt, config.max_grad_norm)
@@ -77,7 +92,7 @@ def _train_step(state: TrainState, x: torch.Tensor, config: TrainConfig,
     opt.step()
     if model.activation.unit_norm_decoder:
         model.normalize_decoder_()
-    _track(state, out, x, terms, loss, (active, fired, center, n))
+    _track(state, out, target, y, terms, loss, (active, fired, center, n))
 
 
 @torch.no_grad()
@@ -123,17 +138,18 @@ def _fired(state: TrainState, out: TrainOutput
 
 
 @torch.no_grad()
-def _track(state: TrainState, out: TrainOutput, x: torch.Tensor, terms: dict,
-           loss: torch.Tensor, stats: tuple) -> None:
+def _track(state: TrainState, out: TrainOutput, target: torch.Tensor,
+           y: torch.Tensor, terms: dict, loss: torch.Tensor, stats: tuple) -> None:
     """Dead-latent counters and metric sums, all on the device (no sync).
 
     ``stats`` holds the active codes, the latents fired on the global batch,
-    its mean and its number of rows.
+    the mean of its targets ``y`` and its number of rows; ``target`` is what
+    the codes reconstruct (``y`` less a transcoder's skip term).
     """
     active, fired, center, n = stats
     state.since_fired = torch.where(fired, 0, state.since_fired + n)
-    xf = x.float()
-    err, dev = xf - out.x_hat.detach().float(), xf - center
+    err = target.detach().float() - out.x_hat.detach().float()
+    dev = y.float() - center
     sums = {"loss": loss, **terms, "sse": (err * err).sum(),
             "sst": (dev * dev).sum(), "nnz": active.sum()}
     for name, val in sums.items():
