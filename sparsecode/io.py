@@ -7,7 +7,12 @@ and renamed into place. `load` checks the format, the class (only sparsecode
 estimators), the tensor names and shapes, and never unpickles anything.
 
 `load_saelens` and `load_sparsify` (from `sparsecode.sae.exchange`) read SAEs
-trained by SAELens and EleutherAI's sparsify as fitted `SparseAutoencoder`.
+trained by SAELens and EleutherAI's sparsify as fitted `SparseAutoencoder`
+(their metadata -- hook name, model name, ... -- as ``metadata_``, which `save`
+keeps); `save_saelens` and `save_sparsify` write a fitted `SparseAutoencoder`
+in those libraries' own formats, for ``sae_lens.SAE.load_from_disk`` and
+``sparsify.SparseCoder.load_from_disk``. Every malformed file raises a
+``ValueError`` naming the file.
 """
 
 from __future__ import annotations
@@ -19,17 +24,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from ._utils import atomic_dir, read_json, write_json, write_tensors
+from ._utils import (
+    atomic_dir,
+    read_json_object,
+    read_tensors,
+    write_json,
+    write_tensors,
+)
 from .base import BaseSparseEstimator, resolve_device
 from .dictionary import DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder
 from .nn import SparseAutoencoderModule
-from .sae import SparseAutoencoder
-from .sae.exchange import load_saelens, load_sparsify
+from .sae import SparseAutoencoder, Transcoder
+from .sae.exchange import load_saelens, load_sparsify, save_saelens, save_sparsify
 from .words import SPINE, SparseOvercompleteVectors
 
-__all__ = ["load", "load_saelens", "load_sparsify", "save"]
+__all__ = ["load", "load_saelens", "load_sparsify", "save", "save_saelens",
+           "save_sparsify"]
 
 FORMAT, FORMAT_VERSION = "sparsecode", 1
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
@@ -83,6 +94,9 @@ def _unsplit(plain: dict, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     out = {}
     for name, value in plain.items():
         if isinstance(value, dict) and set(value) == {"__tensor__"}:
+            if value["__tensor__"] not in tensors:
+                raise ValueError(f"{name!r} refers to a tensor {value['__tensor__']!r}"
+                                 " that is not saved.")
             value = tensors[value["__tensor__"]].numpy()
         out[name] = value
     return out
@@ -140,7 +154,7 @@ def save(est: BaseSparseEstimator, path: str | os.PathLike) -> Path:
 
 _ESTIMATORS = {cls.__name__: cls for cls in (
     DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder, SparseAutoencoder,
-    SparseOvercompleteVectors, SPINE)}
+    Transcoder, SparseOvercompleteVectors, SPINE)}
 
 
 def _estimator_class(name: str) -> type:
@@ -149,21 +163,49 @@ def _estimator_class(name: str) -> type:
     return _ESTIMATORS[name]
 
 
+def _check_config(config: dict, file: Path) -> None:
+    """Raise ``ValueError`` naming ``file`` for a missing or mistyped entry."""
+    kinds = {"class": str, "params": dict, "fitted": dict, "tensors": dict}
+    if config.get("class") == "SparseAutoencoder":
+        kinds["module"] = dict
+    for key, kind in kinds.items():
+        if key not in config:
+            raise ValueError(f"{file} lacks the key {key!r}.")
+        if not isinstance(config[key], kind):
+            raise ValueError(f"{file}: {key!r} must be a JSON "
+                             f"{'object' if kind is dict else 'string'}.")
+    if "resume" in config and not isinstance(config["resume"], dict):
+        raise ValueError(f"{file}: 'resume' must be a JSON object.")
+    for key, spec in config["tensors"].items():
+        if not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], list)
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                        for n in spec[0]) and isinstance(spec[1], str)):
+            raise ValueError(f"{file}: tensor entry {key!r} must be [shape, dtype], "
+                             f"got {spec!r}.")
+
+
 def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    config = read_json(path / CONFIG_FILE)
+    file = path / CONFIG_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found.")
+    config = read_json_object(file)
     if config.get("format") != FORMAT or config.get("format_version") != 1:
         raise ValueError(f"{path} is not a sparsecode model (format {FORMAT} v1).")
-    tensors = load_file(str(path / MODEL_FILE), device="cpu")
-    expected = config.get("tensors", {})
+    _check_config(config, file)
+    tensors = read_tensors(path / MODEL_FILE)
+    expected = config["tensors"]
     if set(tensors) != set(expected):
         raise ValueError(
             f"{path / MODEL_FILE} holds tensors {sorted(set(tensors) ^ set(expected))} "
             "that do not match config.json."
         )
-    for key, (shape, _) in expected.items():
+    for key, (shape, dtype) in expected.items():
         if list(tensors[key].shape) != list(shape):
-            raise ValueError(f"tensor {key!r} has shape {list(tensors[key].shape)}, "
-                             f"config.json says {shape}.")
+            raise ValueError(f"{path / MODEL_FILE}: tensor {key!r} has shape "
+                             f"{list(tensors[key].shape)}, config.json says {shape}.")
+        if str(tensors[key].dtype) != dtype:
+            raise ValueError(f"{path / MODEL_FILE}: tensor {key!r} has dtype "
+                             f"{tensors[key].dtype}, config.json says {dtype}.")
     return config, tensors
 
 
@@ -190,22 +232,30 @@ def load(path: str | os.PathLike, device: str | None = None) -> BaseSparseEstima
     path = Path(path)
     config, tensors = _read(path)
     cls = _estimator_class(config["class"])
-    est = cls(**_unsplit(config["params"], tensors))
     dev = resolve_device("cpu" if device is None else device)
-    fitted = _unsplit(config["fitted"], tensors)
-    if isinstance(est, SparseAutoencoder):
-        _restore_sae(est, config, tensors, dev)
+    try:  # what config.json holds does not fit the class or its tensors
+        est = cls(**_unsplit(config["params"], tensors))
+        fitted = _unsplit(config["fitted"], tensors)
+        if isinstance(est, SparseAutoencoder):
+            _restore_sae(est, config, tensors, dev)
+        resume = _unsplit(config.get("resume", {}), tensors)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path / CONFIG_FILE} does not describe a loadable "
+                         f"{config['class']}: {type(err).__name__}: {err}") from None
     for name, value in fitted.items():
         setattr(est, name, value)
     est._device = dev
     if "resume" in config and hasattr(est, "_restore_resume_state"):
-        est._restore_resume_state(_unsplit(config["resume"], tensors), dev)
+        est._restore_resume_state(resume, dev)
     return est
 
 
 def _restore_sae(est: SparseAutoencoder, config: dict, tensors: dict,
                  device: torch.device) -> None:
-    dtype = getattr(torch, config.get("dtype", "float32"))
+    name = config.get("dtype", "float32")
+    if name not in ("float32", "float64", "float16", "bfloat16"):
+        raise ValueError(f"'dtype' must name a floating dtype, got {name!r}.")
+    dtype = getattr(torch, name)
     module = SparseAutoencoderModule.from_config(config["module"], dtype=dtype,
                                                  device=device)
     state = {k[7:]: v for k, v in tensors.items() if k.startswith("module.")}

@@ -12,6 +12,7 @@ from sparsecode import (
     MiniBatchDictionaryLearning,
     SparseAutoencoder,
     SparseCoder,
+    Transcoder,
     load,
     save,
 )
@@ -158,4 +159,70 @@ def test_load_validates_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "user"]
 
 
-# ------------------------------------------------------------------ SAELens
+
+# ------------------------------------------------------------ malformed files
+def _broken(path, change):
+    cfg = json.loads((path / "config.json").read_text())
+    change(cfg)
+    (path / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.pop("module"), "lacks the key 'module'"),
+    (lambda c: c.pop("params"), "lacks the key 'params'"),
+    (lambda c: c.pop("fitted"), "lacks the key 'fitted'"),
+    (lambda c: c.pop("class"), "lacks the key 'class'"),
+    (lambda c: c.pop("tensors"), "lacks the key 'tensors'"),
+    (lambda c: c.__setitem__("params", [1]), "'params' must be a JSON object"),
+    (lambda c: c.__setitem__("class", 3), "'class' must be a JSON string"),
+    (lambda c: c["tensors"].__setitem__("module.b_pre", "6"), "module.b_pre"),
+    (lambda c: c["params"].__setitem__("no_such_param", 1), "no_such_param"),
+    (lambda c: c["module"].pop("n_features"), "n_features"),
+    (lambda c: c["module"].__setitem__("activation", "nope"), "nope"),
+    (lambda c: c.__setitem__("dtype", "os"), "dtype"),
+    (lambda c: c["fitted"].__setitem__("x_", {"__tensor__": "gone"}), "gone"),
+    (lambda c: c["tensors"]["module.W_enc"].__setitem__(1, "torch.int64"), "dtype"),
+])
+def test_load_names_the_file_of_a_malformed_config(tmp_path, change, match):
+    path = save(_sae("topk"), tmp_path / "m")
+    _broken(path, change)
+    with pytest.raises(ValueError, match=rf"config\.json.*{match}|{match}.*config"):
+        load(path)
+
+
+def test_load_names_the_file_of_malformed_files(tmp_path):
+    path = save(_sae("topk"), tmp_path / "m")
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"model\.safetensors.*truncated"):
+        load(path)
+    (path / "model.safetensors").write_bytes(data)
+    good = (path / "config.json").read_text()
+    for text, match in (("[1, 2]", "JSON object"), ("{not json", "not a valid JSON")):
+        (path / "config.json").write_text(text)
+        with pytest.raises(ValueError, match=rf"config\.json.*{match}"):
+            load(path)
+    (path / "config.json").write_text(good)
+    assert load(path).n_features_in_ == 6  # (the files were fine otherwise)
+    (path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load(path)
+
+
+def test_metadata_round_trips(tmp_path):
+    est = _sae("topk")
+    est.metadata_ = {"hook_name": "blocks.1.hook_resid_post", "layer": 1,
+                     "kwargs": {"a": [1, None]}, "prepend_bos": False}
+    back = load(save(est, tmp_path / "m"))
+    assert back.metadata_ == est.metadata_
+
+
+@pytest.mark.parametrize("skip_connection", [False, True])
+def test_transcoder_round_trips(tmp_path, skip_connection):
+    Y = np.maximum(X @ RNG.randn(6, 5), 0).astype(np.float32)
+    tc = Transcoder(n_components=12, k=3, max_iter=2, batch_size=64, random_state=0,
+                    device="cpu", skip_connection=skip_connection).fit(X, Y)
+    back = load(save(tc, tmp_path / "t"))
+    assert type(back) is Transcoder and back.n_outputs_ == 5
+    np.testing.assert_array_equal(back.predict(X), tc.predict(X))
+    np.testing.assert_array_equal(back.transform(X), tc.transform(X))

@@ -5,7 +5,10 @@ One module per library; each reads that library's files into a fitted
 Nothing is unpickled.
 """
 
+from .dictionary_learning import load_dictionary_learning
 from .saelens import load_saelens
-from .sparsify import load_sparsify
+from .saelens_write import save_saelens
+from .sparsify import load_sparsify, save_sparsify
 
-__all__ = ["load_saelens", "load_sparsify"]
+__all__ = ["load_dictionary_learning", "load_saelens", "load_sparsify",
+           "save_saelens", "save_sparsify"]
