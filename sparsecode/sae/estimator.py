@@ -358,7 +358,15 @@ class SparseAutoencoder(BaseSparseEstimator):
         """
         self._check_fitted()
         Xt, _ = self._validate_input(X, reset=False)
-        with torch.no_grad():
-            X_hat = self.module_.decode(self._encode(Xt).to(self.module_.W_dec.dtype))
-        return -fvu(Xt, X_hat)
+        return -fvu(Xt, self._reconstruct(Xt))
+
+    @torch.no_grad()
+    def _reconstruct(self, Xt: torch.Tensor) -> torch.Tensor:
+        """``module_(X)``: the reconstruction (a transcoder's prediction) of
+        raw inputs, input normalisation undone."""
+        model = self.module_.eval()
+        dtype = model.W_dec.dtype
+        return torch.cat([model(Xt[lo:lo + _TRANSFORM_ROWS].to(dtype))
+                          for lo in range(0, Xt.shape[0], _TRANSFORM_ROWS)]
+                         ).to(Xt.dtype)
 

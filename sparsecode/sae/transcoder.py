@@ -20,8 +20,6 @@ from .sources import TensorBatches
 
 __all__ = ["Transcoder"]
 
-_ROWS = 8192
-
 
 class Transcoder(SparseAutoencoder):
     """Sparse transcoder: codes ``act(W_enc x + b_enc)`` reconstruct ``y``.
@@ -180,11 +178,7 @@ distributed
         """
         self._check_fitted()
         Xt, as_tensor = self._validate_input(X, reset=False)
-        model = self.module_.eval()
-        dtype = model.W_dec.dtype
-        with torch.no_grad():
-            out = torch.cat([model(Xt[lo:lo + _ROWS].to(dtype))
-                             for lo in range(0, Xt.shape[0], _ROWS)]).to(Xt.dtype)
+        out = self._reconstruct(Xt)
         if getattr(self, "_y_1d", False):
             out = out[:, 0]
         return self._to_output(out, as_tensor, X if as_tensor else None)

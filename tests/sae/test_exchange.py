@@ -133,7 +133,9 @@ def test_expected_average_norm_is_folded_or_refused(tmp_path):
     ({"architecture": "abstopk", "k": 3}, "abstopk.*sign"),
     ({"architecture": "temporal"}, "temporal"),
     ({"architecture": "matching_pursuit"}, "matching_pursuit"),
-    ({"architecture": "jumprelu_skip_transcoder"}, "transcoder"),
+    # (a transcoder's b_dec is its output bias: SAELens refuses centring too)
+    ({"architecture": "jumprelu_skip_transcoder"}, "apply_b_dec_to_input"),
+    ({"architecture": "topk_transcoder"}, "topk_transcoder"),
     ({"architecture": "something_new"}, "something_new"),
     ({"normalize_activations": "covariance_whitening"}, "covariance_whitening"),
     ({"reshape_activations": "hook_q"}, "hook_q"),
@@ -235,7 +237,7 @@ def test_sparsify_hookpoint_from_the_run_config(tmp_path):
 
 
 @pytest.mark.parametrize("extra, match", [
-    ({"transcode": True}, "transcode"), ({"skip_connection": True}, "skip"),
+    ({"skip_connection": True}, "lacks.*W_skip"),
     ({"activation": "groupmax"}, "groupmax"), ({"num_latents": 11}, "shape"),
     ({"k": 11}, "k=11"),
 ])

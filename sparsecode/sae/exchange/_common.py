@@ -3,8 +3,9 @@
 Readers go through `read_external` (``cfg.json`` + a safetensors file, every
 problem a ``ValueError`` naming the file), the ``cfg_*`` checks of config
 values, `need` (weight names and shapes) and `adopt` (a fitted
-`SparseAutoencoder` from module weights). Writers take the fitted module
-from `fitted_module` and write a folder atomically with `write_external`.
+`SparseAutoencoder`, or a `Transcoder` when given ``n_outputs``, from module
+weights). Writers take the fitted module from `fitted_module` and write a
+folder atomically with `write_external`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..._utils import (
 from ...base import resolve_device
 from ...nn import SparseAutoencoderModule
 from ..estimator import SparseAutoencoder
+from ..transcoder import Transcoder
 
 __all__ = ["adopt", "cfg_bool", "cfg_int", "cfg_number", "check_jsonable",
            "exact_log", "fitted_module", "need", "read_external", "saelens_v6",
@@ -41,22 +43,54 @@ def _float(t: torch.Tensor) -> torch.Tensor:
 
 def adopt(kind: str, d: int, m: int, act: str, act_kw: dict, weights: dict,
           device: str | None, *, input_norm: str = "none",
-          metadata: dict | None = None) -> SparseAutoencoder:
+          metadata: dict | None = None, n_outputs: int | None = None,
+          skip_connection: bool = False) -> SparseAutoencoder:
     """A fitted `SparseAutoencoder` holding ``weights`` (module state names).
 
-    ``act_kw`` are the activation's arguments (``k`` included); the others
-    become the estimator's ``activation_params``. ``metadata`` (JSON-able)
-    becomes ``metadata_`` when given.
+    Parameters
+    ----------
+    kind : str
+        The library the weights come from (``source_format_``).
+    d, m : int
+        Input width and number of latents.
+    act : str
+        The sparsecode activation.
+    act_kw : dict
+        The activation's arguments (``k`` included); the others become the
+        estimator's ``activation_params``.
+    weights : dict of str to torch.Tensor
+        The module's state (``W_skip`` with ``skip_connection``).
+    device : str or None
+        Where to put the module (the CPU when None).
+    input_norm : str, default="none"
+        The module's ``input_norm``.
+    metadata : dict, default=None
+        JSON-able; becomes ``metadata_`` when given.
+    n_outputs : int, default=None
+        A transcoder's output width: the result is then a fitted `Transcoder`
+        (``n_outputs_`` set, 2-D predictions).
+    skip_connection : bool, default=False
+        A transcoder's linear skip term (``weights["W_skip"]``).
+
+    Returns
+    -------
+    SparseAutoencoder
+        Fitted; a `Transcoder` when ``n_outputs`` is given.
     """
     dtype = weights["W_enc"].dtype
     module = SparseAutoencoderModule(d, m, act, act_kw, dtype=dtype,
-                                     input_norm=input_norm)
+                                     input_norm=input_norm, n_outputs=n_outputs,
+                                     skip_connection=skip_connection)
     module.load_weights_({k: v.to(dtype) for k, v in weights.items()})
     module.to(resolve_device("cpu" if device is None else device))
     params = {k: v for k, v in act_kw.items() if k != "k"}
-    est = SparseAutoencoder(n_components=m, activation=act, k=act_kw.get("k"),
-                            normalize_input=False, activation_params=params or None)
+    common = {"n_components": m, "activation": act, "k": act_kw.get("k"),
+              "normalize_input": False, "activation_params": params or None}
+    est = (SparseAutoencoder(**common) if n_outputs is None else
+           Transcoder(skip_connection=skip_connection, **common))
     est._adopt(module)
+    if n_outputs is not None:
+        est.n_outputs_ = int(n_outputs)
     est.source_format_ = kind
     if metadata is not None:
         est.metadata_ = metadata
@@ -185,16 +219,20 @@ def exact_log(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return best.contiguous()
 
 
-def fitted_module(est: Any, library: str) -> SparseAutoencoderModule:
-    """The fitted module of an autoencoder ``est`` (TypeError otherwise)."""
+def fitted_module(est: Any, library: str, *, transcoders: bool = False
+                  ) -> SparseAutoencoderModule:
+    """The fitted module of an autoencoder ``est`` (TypeError otherwise).
+
+    A transcoder's module raises ``ValueError`` unless ``transcoders``.
+    """
     if not isinstance(est, SparseAutoencoder):
         raise TypeError(f"{library} files hold sparse autoencoders; got "
                         f"{type(est).__name__}.")
     est._check_fitted()
     module = est.module_
-    if getattr(module, "transcoder", False):
-        raise ValueError(f"writing transcoders in {library}'s format is not "
-                         "supported yet.")
+    if getattr(module, "transcoder", False) and not transcoders:
+        raise ValueError(f"{library}'s format here holds sparse autoencoders, "
+                         "not transcoders.")
     return module
 
 

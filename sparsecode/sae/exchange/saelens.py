@@ -1,11 +1,14 @@
-"""Reading SAEs saved by SAELens (``cfg.json`` + ``sae_weights.safetensors``).
+"""Reading SAEs and transcoders saved by SAELens (``cfg.json`` +
+``sae_weights.safetensors``).
 
 Which architecture loads as which variant is declared by the variants
 themselves (``saelens_names`` in `sparsecode.nn.variants`; SAELens's
 ``matryoshka_batchtopk`` loads as ``"matryoshka"``). Every transformation
 SAELens applies at inference is folded into the weights exactly or carried by
 the module (``input_norm``); what cannot be is refused with a ``ValueError``.
-Nothing is unpickled. Writing: `sparsecode.sae.exchange.saelens_write`.
+Transcoder architectures load as `Transcoder`
+(`sparsecode.sae.exchange.saelens_transcoder`). Nothing is unpickled.
+Writing: `sparsecode.sae.exchange.saelens_write`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ._common import (
     read_external,
     saelens_v6,
 )
+from .saelens_transcoder import TRANSCODERS, read_transcoder
 
 __all__ = ["load_saelens"]
 
@@ -58,7 +62,7 @@ _ARCH_KEYS = {
     "normalize_activations", "reshape_activations", "k",
     "rescale_acts_by_decoder_norm", "activation_fn", "activation_fn_str",
     "activation_fn_kwargs", "finetuning_scaling_factor", "metadata",
-    "norm_scaling_factor",
+    "norm_scaling_factor", "d_out",
 }
 #: pre-6 top-level names of metadata fields (SAELens renames them too)
 _RENAMED = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index"}
@@ -79,14 +83,12 @@ def _architecture(cfg: dict, file: Path) -> tuple[str, str]:
     if arch in _REFUSED:
         raise ValueError(f"{file}: SAELens architecture {arch!r} is not supported: "
                          f"{_REFUSED[arch]}.")
-    if "transcoder" in arch:
-        raise ValueError(f"{file}: SAELens architecture {arch!r} is a transcoder; "
-                         "reading transcoders is not supported yet.")
-    act = saelens_activation(arch) or _ALIASES.get(arch)
+    act = (TRANSCODERS[arch][0] if arch in TRANSCODERS
+           else saelens_activation(arch) or _ALIASES.get(arch))
     if act not in _WEIGHTS:
         raise ValueError(f"{file}: SAELens architecture {arch!r} is not supported "
                          f"(supported: standard, topk, jumprelu, gated, batchtopk, "
-                         f"matryoshka_batchtopk).")
+                         f"matryoshka_batchtopk, {', '.join(TRANSCODERS)}).")
     if fn not in (None, "relu", "topk") or (fn == "topk" and act != "topk"):
         raise ValueError(f"{file}: activation_fn {fn!r} is not supported with "
                          f"architecture {arch!r}.")
@@ -228,9 +230,48 @@ def _threshold(w: dict, file: Path, scalar: bool) -> torch.Tensor | None:
     return t[0] if bool((t == t[0]).all()) else None
 
 
+def _sae_weights(cfg: dict, w: dict, file: Path, wfile: Path, dm: tuple[int, int],
+                 act: str) -> tuple[dict[str, torch.Tensor], str]:
+    """(module weights but the activation's thresholds, input_norm) of an SAE
+    file, with every inference transformation of SAELens folded in."""
+    (d, m), (input_norm, s) = dm, _norm(cfg, file, dm[0])
+    shapes = {"W_enc": (d, m), "W_dec": (m, d), "b_dec": (d,), "topk_threshold": (),
+              **{n: (m,) for n in ("b_enc", "threshold", "log_threshold", "b_gate",
+                                   "r_mag", "b_mag", "scaling_factor",
+                                   "finetuning_scaling_factor")}}
+    need(w, ("W_enc", "W_dec", "b_dec", *_WEIGHTS[act]), wfile, shapes,
+         (*_OPTIONAL.get(act, ()), *_LEGACY))
+    if act == "jumprelu" and not ({"threshold", "log_threshold"} & set(w)):
+        raise ValueError(f"{wfile} lacks the weight 'threshold'.")
+    W_enc, W_dec, b_dec = w["W_enc"].T, w["W_dec"], w["b_dec"]
+    apply_b_dec = cfg_bool(cfg, "apply_b_dec_to_input", file, True)
+    shift = 0 if apply_b_dec else W_enc @ b_dec  # x W = (x - b_dec) W + b_dec W
+    out: dict[str, torch.Tensor] = {}
+    if act == "gated":
+        out["b_enc"] = torch.zeros(m, dtype=W_enc.dtype)
+        out["activation.b_gate"] = w["b_gate"] + shift
+        out["activation.r_mag"] = w["r_mag"]
+        out["activation.b_mag"] = w["b_mag"] + shift * w["r_mag"].exp()
+    else:
+        out["b_enc"] = w["b_enc"] + shift
+    if act in ("topk", "batchtopk", "matryoshka") and cfg_bool(
+            cfg, "rescale_acts_by_decoder_norm", file, False):
+        # SAELens selects on pre * ||W_dec|| and decodes with W_dec / ||W_dec||
+        n = torch.linalg.vector_norm(W_dec, dim=1).clamp_min(torch.finfo(
+            W_dec.dtype).tiny)
+        W_enc, out["b_enc"], W_dec = W_enc * n[:, None], out["b_enc"] * n, \
+            W_dec / n[:, None]
+    legacy = _legacy_scale(w, cfg, wfile)
+    if legacy is not None:  # (codes * scale) @ W_dec == codes @ (scale W_dec)
+        W_dec = W_dec * legacy[:, None]
+    # s x as input: (s x - b_dec) W = (x - b_dec / s)(s W), and x_hat / s
+    out.update(W_enc=(W_enc * s).contiguous(), W_dec=W_dec / s, b_pre=b_dec / s)
+    return out, input_norm
+
+
 def load_saelens(path: str | os.PathLike, device: str | None = None
                  ) -> SparseAutoencoder:
-    """Read a SAELens SAE (``cfg.json`` + ``sae_weights.safetensors``).
+    """Read a SAELens SAE or transcoder (``cfg.json`` + ``sae_weights.safetensors``).
 
     Architectures and the variant each loads as: ``standard`` -> ``"relu"``,
     ``topk`` -> ``"topk"``, ``jumprelu`` -> ``"jumprelu"`` (``"batchtopk"``
@@ -246,6 +287,15 @@ def load_saelens(path: str | os.PathLike, device: str | None = None
     become the module's ``input_norm``. A ``reshape_activations="hook_z"`` SAE
     acts on flattened ``z`` (``n_heads * d_head`` columns).
 
+    Transcoders load as a fitted `Transcoder` (``n_outputs_ = d_out``):
+    ``transcoder`` / ``skip_transcoder`` -> ``"relu"`` and
+    ``jumprelu_transcoder`` / ``jumprelu_skip_transcoder`` -> ``"jumprelu"``
+    (``"batchtopk"`` / ``"matryoshka"`` as for SAEs), the ``skip_`` ones with
+    ``skip_connection=True``; ``predict`` gives SAELens's ``forward``. Their
+    input is never centred (SAELens refuses ``apply_b_dec_to_input`` for
+    them) and only ``normalize_activations="none"`` is read (SAELens
+    normalises a transcoder's input but not its output).
+
     Parameters
     ----------
     path : str or path-like
@@ -256,7 +306,8 @@ def load_saelens(path: str | os.PathLike, device: str | None = None
     Returns
     -------
     SparseAutoencoder
-        Fitted, with ``source_format_ == "saelens"`` and ``metadata_``: every
+        Fitted (a `Transcoder` for a transcoder), with
+        ``source_format_ == "saelens"`` and ``metadata_``: every
         field of ``cfg["metadata"]`` plus the top-level fields that are not
         architecture (older SAELens versions keep hook_name, model_name, ...
         there).
@@ -282,42 +333,17 @@ def load_saelens(path: str | os.PathLike, device: str | None = None
     d, m = cfg_int(cfg, "d_in", file), cfg_int(cfg, "d_sae", file)
     arch, act = _architecture(cfg, file)
     meta = _metadata(cfg, file)
-    input_norm, s = _norm(cfg, file, d)
     if cfg.get("reshape_activations") not in (None, "none", "hook_z"):
         raise ValueError(f"{file}: reshape_activations="
                          f"{cfg['reshape_activations']!r} is not supported.")
-    shapes = {"W_enc": (d, m), "W_dec": (m, d), "b_dec": (d,), "topk_threshold": (),
-              **{n: (m,) for n in ("b_enc", "threshold", "log_threshold", "b_gate",
-                                   "r_mag", "b_mag", "scaling_factor",
-                                   "finetuning_scaling_factor")}}
-    need(w, ("W_enc", "W_dec", "b_dec", *_WEIGHTS[act]), wfile, shapes,
-         (*_OPTIONAL.get(act, ()), *_LEGACY))
-    if act == "jumprelu" and not ({"threshold", "log_threshold"} & set(w)):
-        raise ValueError(f"{wfile} lacks the weight 'threshold'.")
-    W_enc, W_dec, b_dec = w["W_enc"].T, w["W_dec"], w["b_dec"]
-    apply_b_dec = cfg_bool(cfg, "apply_b_dec_to_input", file, True)
-    shift = 0 if apply_b_dec else W_enc @ b_dec  # x W = (x - b_dec) W + b_dec W
-    out: dict[str, torch.Tensor] = {}
-    kw: dict[str, Any] = {}
-    if act == "gated":
-        out["b_enc"] = torch.zeros(m, dtype=W_enc.dtype)
-        out["activation.b_gate"] = w["b_gate"] + shift
-        out["activation.r_mag"] = w["r_mag"]
-        out["activation.b_mag"] = w["b_mag"] + shift * w["r_mag"].exp()
+    d_out, skip = None, False
+    if arch in TRANSCODERS:
+        out, d_out, skip = read_transcoder(cfg, w, file, wfile, arch, d, m)
+        input_norm = "none"
     else:
-        out["b_enc"] = w["b_enc"] + shift
-    if act in ("topk", "batchtopk", "matryoshka") and cfg_bool(
-            cfg, "rescale_acts_by_decoder_norm", file, False):
-        # SAELens selects on pre * ||W_dec|| and decodes with W_dec / ||W_dec||
-        n = torch.linalg.vector_norm(W_dec, dim=1).clamp_min(torch.finfo(
-            W_dec.dtype).tiny)
-        W_enc, out["b_enc"], W_dec = W_enc * n[:, None], out["b_enc"] * n, \
-            W_dec / n[:, None]
-    legacy = _legacy_scale(w, cfg, wfile)
-    if legacy is not None:  # (codes * scale) @ W_dec == codes @ (scale W_dec)
-        W_dec = W_dec * legacy[:, None]
-    # s x as input: (s x - b_dec) W = (x - b_dec / s)(s W), and x_hat / s
-    out.update(W_enc=(W_enc * s).contiguous(), W_dec=W_dec / s, b_pre=b_dec / s)
+        out, input_norm = _sae_weights(cfg, w, file, wfile, (d, m), act)
+    dtype = out["W_enc"].dtype
+    kw: dict[str, Any] = {}
     training = _TRAINING_ARCHS.get(meta.get("training_architecture"))
     if act == "jumprelu" and training and "threshold" in w:
         try:  # SAELens's inference file of a BatchTopK / Matryoshka model
@@ -330,18 +356,18 @@ def load_saelens(path: str | os.PathLike, device: str | None = None
     elif act in ("batchtopk", "matryoshka"):
         kw = _batchtopk_kwargs(cfg, meta, file, m, act)
     if act in ("batchtopk", "matryoshka"):
-        thr = _threshold(w, wfile, scalar=arch != "jumprelu")
+        thr = _threshold(w, wfile, scalar=arch in _TRAINING_ARCHS)
         if thr is None:  # a BatchTopK file whose thresholds differ per latent
             act, kw = "jumprelu", {}
         else:
-            out["activation.threshold_num"] = thr.to(W_enc.dtype)
-            out["activation.threshold_den"] = torch.ones((), dtype=W_enc.dtype)
+            out["activation.threshold_num"] = thr.to(dtype)
+            out["activation.threshold_den"] = torch.ones((), dtype=dtype)
     if act == "jumprelu":
         kw.update(_jumprelu_kwargs(cfg, meta))
         out["activation.log_threshold"] = (
             w["log_threshold"] if "threshold" not in w
-            else exact_log(w["threshold"], W_enc.dtype))
+            else exact_log(w["threshold"], dtype))
     elif act == "topk":
         kw["k"] = _k(cfg, file, m, act)
     return adopt("saelens", d, m, act, kw, out, device, input_norm=input_norm,
-                 metadata=meta)
+                 metadata=meta, n_outputs=d_out, skip_connection=skip)

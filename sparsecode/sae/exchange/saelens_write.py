@@ -7,8 +7,9 @@ its `transform` exactly; the training variant and its arguments go where
 SAELens's own ``save_inference_model`` puts them (``metadata`` fields
 ``training_architecture`` and ``training_architecture_details``), so that
 `load_saelens` gives the same variant back. The weights of each architecture
-come from one function of `_ENCODERS`; a transcoder layout would add its own
-entries and output fields without touching the rest.
+come from one function of `_ENCODERS`; a transcoder takes the SAELens
+transcoder architecture with the same encoder and adds its output fields
+(`sparsecode.sae.exchange.saelens_transcoder.transcoder_layout`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from ...nn import SparseAutoencoderModule
 from ._common import check_jsonable, fitted_module, saelens_v6, write_external
 from .saelens import WEIGHTS_FILE
+from .saelens_transcoder import transcoder_layout
 
 __all__ = ["save_saelens"]
 
@@ -110,7 +112,7 @@ def _metadata(est: Any, module: SparseAutoencoderModule, training: str,
 
 def _payload(est: Any, metadata: dict) -> tuple[dict, dict[str, torch.Tensor]]:
     """(cfg.json, weights) of ``est`` in SAELens 6's format."""
-    module = fitted_module(est, "SAELens")
+    module = fitted_module(est, "SAELens", transcoders=True)
     name = module.activation.name
     if name not in _ENCODERS:
         raise ValueError(
@@ -131,18 +133,22 @@ def _payload(est: Any, metadata: dict) -> tuple[dict, dict[str, torch.Tensor]]:
                          f"(SAELens refuses it otherwise), got {hook!r}.")
     weights = {"W_enc": module.W_enc.T, "W_dec": module.W_dec, "b_dec": module.b_pre,
                **encoder(module)}
+    fields: dict[str, Any] = {"apply_b_dec_to_input": True,
+                              "normalize_activations": module.input_norm}
+    if module.transcoder:  # (b_dec is then the output bias)
+        arch, fields, extra = transcoder_layout(module, arch)
+        weights.update(extra)
     cfg: dict[str, Any] = {
         "architecture": arch, "d_in": module.n_features,
         "d_sae": module.n_components, "dtype": _DTYPES[dtype], "device": "cpu",
-        "apply_b_dec_to_input": True, "normalize_activations": module.input_norm,
-        "reshape_activations": reshape, "metadata": meta}
+        **fields, "reshape_activations": reshape, "metadata": meta}
     if arch == "topk":
         cfg.update(k=module.activation.k, rescale_acts_by_decoder_norm=False)
     return cfg, {k: v.detach() for k, v in weights.items()}
 
 
 def save_saelens(est: Any, path: str | os.PathLike, **metadata: Any) -> Path:
-    """Save a fitted `SparseAutoencoder` as a SAELens 6 SAE folder.
+    """Save a fitted `SparseAutoencoder` or `Transcoder` as a SAELens 6 folder.
 
     ``SAE.load_from_disk(path)`` then gives codes and reconstructions equal to
     ``est``'s (float rounding aside). Activation -> SAELens architecture:
@@ -152,10 +158,20 @@ def save_saelens(est: Any, path: str | os.PathLike, **metadata: Any) -> Path:
     latent (as SAELens itself saves BatchTopK and Matryoshka SAEs for
     inference). The module's ``input_norm`` becomes ``normalize_activations``.
 
+    A `Transcoder` is written as the SAELens transcoder with the same
+    encoder: ``"relu"`` -> ``transcoder``, ``"jumprelu"`` / ``"batchtopk"``
+    / ``"matryoshka"`` -> ``jumprelu_transcoder`` (``skip_transcoder`` /
+    ``jumprelu_skip_transcoder`` with ``skip_connection``), ``d_out`` its
+    ``n_outputs_``; ``SAE.load_from_disk`` then gives a SAELens
+    ``Transcoder`` whose ``encode`` and ``forward`` equal ``transform`` and
+    ``predict``. SAELens has no TopK or Gated transcoder, so those raise
+    ``ValueError`` (`save_sparsify` writes TopK transcoders whose outputs are
+    as wide as their inputs).
+
     Parameters
     ----------
     est : SparseAutoencoder
-        Fitted (not a transcoder).
+        Fitted (a `Transcoder` too).
     path : str or path-like
         The folder to write (``cfg.json`` and ``sae_weights.safetensors``);
         an existing SAE folder there is replaced atomically.
