@@ -38,9 +38,12 @@ gradients are sparse), sparsecode ReLU 5 on a dense step and 1 on a sparse one
 (counted; the mean is printed), SAELens 6. "Dense-equivalent" FLOP/s counts 6
 units for everyone: the rate a dense trainer would need to match the speed.
 
+Last, the transcoder's tokens/s against the SAE's at the same sizes
+(`bench_transcoder.compare`; ``--transcoder-steps 0`` skips it).
+
 Usage::
 
-    python benchmarks/bench_sae.py                 # default run, < ~10 minutes
+    python benchmarks/bench_sae.py                 # default run, < ~12 minutes
     python benchmarks/bench_sae.py --quick         # a smoke run, ~3 minutes
     python benchmarks/bench_sae.py --relu-steps 1280 --no-saelens
 """
@@ -403,6 +406,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--autocast", choices=["bf16"], default=None)
     p.add_argument("--activations", default="topk,relu")
     p.add_argument("--no-saelens", action="store_true")
+    p.add_argument("--transcoder-steps", type=int, default=300,
+                   help="steps of the transcoder-vs-SAE comparison (0: skip)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     fixed = {"n_components": 3072, "k": 32, "batch_size": 1024, "test_tokens": 4096}
@@ -489,6 +494,10 @@ def main() -> None:
     for name, r in runs:
         report(name, r, peak, run_peak)
     verdicts(dict(runs), peak, run_peak, alone)
+    if args.transcoder_steps and args.device == "cpu":
+        from bench_transcoder import compare  # (this folder is on sys.path)
+
+        compare(args.transcoder_steps, seeds=3)
 
 
 if __name__ == "__main__":

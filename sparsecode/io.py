@@ -6,11 +6,12 @@ and dtype of every tensor). The directory is written under a temporary name
 and renamed into place. `load` checks the format, the class (only sparsecode
 estimators), the tensor names and shapes, and never unpickles anything.
 
-`load_saelens` and `load_sparsify` (from `sparsecode.sae.exchange`) read SAEs
-trained by SAELens and EleutherAI's sparsify as fitted `SparseAutoencoder`
-(their metadata -- hook name, model name, ... -- as ``metadata_``, which `save`
-keeps); `save_saelens` and `save_sparsify` write a fitted `SparseAutoencoder`
-in those libraries' own formats, for ``sae_lens.SAE.load_from_disk`` and
+`load_saelens`, `load_sparsify` and `load_dictionary_learning` (from
+`sparsecode.sae.exchange`) read SAEs and transcoders trained by SAELens,
+EleutherAI's sparsify and dictionary_learning as fitted `SparseAutoencoder` /
+`Transcoder` (their metadata -- hook name, model name, ... -- as ``metadata_``,
+which `save` keeps); `save_saelens` and `save_sparsify` write them in the
+first two libraries' own formats, for ``sae_lens.SAE.load_from_disk`` and
 ``sparsify.SparseCoder.load_from_disk``. Every malformed file raises a
 ``ValueError`` naming the file.
 """
@@ -36,11 +37,17 @@ from .base import BaseSparseEstimator, resolve_device
 from .dictionary import DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder
 from .nn import SparseAutoencoderModule
 from .sae import SparseAutoencoder, Transcoder
-from .sae.exchange import load_saelens, load_sparsify, save_saelens, save_sparsify
+from .sae.exchange import (
+    load_dictionary_learning,
+    load_saelens,
+    load_sparsify,
+    save_saelens,
+    save_sparsify,
+)
 from .words import SPINE, SparseOvercompleteVectors
 
-__all__ = ["load", "load_saelens", "load_sparsify", "save", "save_saelens",
-           "save_sparsify"]
+__all__ = ["load", "load_dictionary_learning", "load_saelens", "load_sparsify",
+           "save", "save_saelens", "save_sparsify"]
 
 FORMAT, FORMAT_VERSION = "sparsecode", 1
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"

@@ -138,6 +138,17 @@ class SparseAutoencoder(BaseSparseEstimator):
         dead_fraction, time.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
+    metadata_ : dict
+        Only on models read from another library (`sparsecode.io`): its
+        metadata (hook name, model name, ...); `sparsecode.save` keeps it.
+
+    Notes
+    -----
+    A model read from SAELens with ``normalize_activations`` "layer_norm" or
+    "constant_norm_rescale" normalises each input before encoding (the
+    module's ``input_norm``); `score` and ``module_(X)`` undo it on the
+    reconstruction, while `inverse_transform` of codes alone returns the
+    reconstruction in the normalised space.
     """
 
     _parameter_constraints: dict = {

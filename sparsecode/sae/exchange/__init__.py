@@ -1,7 +1,8 @@
 """Exchanging SAEs with SAELens, EleutherAI's sparsify and dictionary_learning.
 
 One module per library; each reads that library's files into a fitted
-`SparseAutoencoder` (and writes them back where the library has a format).
+`SparseAutoencoder` or `Transcoder` (and writes them back where the library
+has a format).
 Nothing is unpickled.
 """
 
