@@ -15,7 +15,7 @@ from .config import TrainConfig
 __all__ = ["RegisteredActivation", "sizes", "train_config"]
 
 _NOT_IN_FINGERPRINT = ("verbose", "callback", "checkpoint_dir", "checkpoint_every",
-                       "log_every", "distributed")
+                       "log_every", "distributed", "distributed_timeout", "resume")
 _AUTO_STEPS = 2000  # optimizer steps of fit when max_iter is None
 
 

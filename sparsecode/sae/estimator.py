@@ -108,6 +108,11 @@ class SparseAutoencoder(BaseSparseEstimator):
         made with the same parameters and data shape.
     checkpoint_every : int, default=None
         Steps between checkpoints (one is always written at the end).
+    resume : {"auto", "restart"}, default="auto"
+        With a ``checkpoint_dir``: ``"auto"`` continues from a checkpoint made
+        with the same parameters and data and refuses (``ValueError`` naming
+        the differing parameters) a folder holding another run's, which is
+        never deleted; ``"restart"`` trains from scratch and replaces it.
     callback : callable, default=None
         Called with each history entry; returning True stops training (on
         every process when distributed: one returning True stops all).
@@ -124,6 +129,10 @@ class SparseAutoencoder(BaseSparseEstimator):
         batch and must be divisible by N), rank 0 alone prints and writes
         checkpoints, and all end with rank 0's weights: those of a
         one-process run at the same ``batch_size``, up to float rounding.
+    distributed_timeout : float, default=300
+        Seconds a collective operation may wait for the other processes (a
+        stopped or hung rank) before every live rank raises; used when
+        sparsecode initialises the process group.
 
     Attributes
     ----------
@@ -176,9 +185,11 @@ class SparseAutoencoder(BaseSparseEstimator):
         "log_every": [Interval(Integral, 1, None, closed="left")],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left"), None],
+        "resume": [StrOptions({"auto", "restart"})],
         "callback": [callable, None],
         "verbose": ["verbose"],
         "distributed": [StrOptions({"auto"}), "boolean"],
+        "distributed_timeout": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -188,8 +199,8 @@ class SparseAutoencoder(BaseSparseEstimator):
         aux_coef=1 / 32, normalize_input=True, b_pre_init="geometric_median",
         max_grad_norm=1.0, activation_params=None, random_state=None,
         device="auto", dtype=None, autocast=None, log_every=50,
-        checkpoint_dir=None, checkpoint_every=None, callback=None, verbose=False,
-        distributed="auto",
+        checkpoint_dir=None, checkpoint_every=None, resume="auto", callback=None,
+        verbose=False, distributed="auto", distributed_timeout=300.0,
     ):
         self.n_components = n_components
         self.activation = activation
@@ -215,9 +226,11 @@ class SparseAutoencoder(BaseSparseEstimator):
         self.log_every = log_every
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.resume = resume
         self.callback = callback
         self.verbose = verbose
         self.distributed = distributed
+        self.distributed_timeout = distributed_timeout
 
     # ---------------------------------------------------------------- setup
     def _comm(self):

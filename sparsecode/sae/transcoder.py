@@ -41,8 +41,8 @@ class Transcoder(SparseAutoencoder):
     activation, k, alpha, max_iter, batch_size, learning_rate, lr_warmup, \
 lr_decay, sparsity_warmup, dead_window, k_aux, aux_coef, normalize_input, \
 b_pre_init, max_grad_norm, activation_params, random_state, device, dtype, \
-autocast, log_every, checkpoint_dir, checkpoint_every, callback, verbose, \
-distributed
+autocast, log_every, checkpoint_dir, checkpoint_every, resume, callback, \
+verbose, distributed, distributed_timeout
         As for `SparseAutoencoder` (``b_pre_init`` sets the output bias from
         Y and the initial encoder offset from X).
 
@@ -79,8 +79,8 @@ distributed
         k_aux=None, aux_coef=1 / 32, normalize_input=True,
         b_pre_init="geometric_median", max_grad_norm=1.0, activation_params=None,
         random_state=None, device="auto", dtype=None, autocast=None, log_every=50,
-        checkpoint_dir=None, checkpoint_every=None, callback=None, verbose=False,
-        distributed="auto",
+        checkpoint_dir=None, checkpoint_every=None, resume="auto", callback=None,
+        verbose=False, distributed="auto", distributed_timeout=300.0,
     ):
         super().__init__(
             n_components, activation=activation, k=k, alpha=alpha,
@@ -91,8 +91,9 @@ distributed
             max_grad_norm=max_grad_norm, activation_params=activation_params,
             random_state=random_state, device=device, dtype=dtype,
             autocast=autocast, log_every=log_every, checkpoint_dir=checkpoint_dir,
-            checkpoint_every=checkpoint_every, callback=callback, verbose=verbose,
-            distributed=distributed)
+            checkpoint_every=checkpoint_every, resume=resume, callback=callback,
+            verbose=verbose, distributed=distributed,
+            distributed_timeout=distributed_timeout)
         self.skip_connection = skip_connection
 
     # ---------------------------------------------------------------- data
