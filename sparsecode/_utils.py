@@ -3,7 +3,10 @@
 Every file sparsecode writes goes through `atomic_write` (a temporary file in
 the same folder, then `os.replace`) or `atomic_dir` (a whole folder swapped
 into place), so an interrupted write never leaves a half-written file where a
-complete one was. Tensors are written as safetensors and nothing is pickled.
+complete one was; the result gets the permissions a plain ``open(path, "w")``
+or ``os.mkdir`` would give it under the user's umask (not the private 0600 /
+0700 of the temporary names). Tensors are written as safetensors and nothing
+is pickled.
 """
 
 from __future__ import annotations
@@ -27,19 +30,47 @@ __all__ = [
     "atomic_dir",
     "atomic_write",
     "fused_optimizer",
+    "json_field",
     "make_generator",
     "one_thread",
     "check_weights",
+    "open_tensors",
     "read_json",
     "read_json_object",
     "read_tensors",
+    "umask",
     "write_json",
     "write_tensors",
 ]
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the OS allows.
+
+    On Linux it is read from ``/proc/self/status``; elsewhere it is set and
+    restored at once (``os.umask`` twice) under a lock.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, then move the temporary file onto ``path``.
+
+    The file ends up with mode ``0o666 & ~umask``, as ``open(path, "w")``
+    would create it.
 
     Parameters
     ----------
@@ -53,6 +84,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -63,6 +95,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
 def atomic_dir(path: str | os.PathLike, write: Callable[[Path], None],
                *, marker: str | None = None) -> None:
     """Write a folder under a temporary name, then swap it into place.
+
+    The folder ends up with mode ``0o777 & ~umask``, as ``os.mkdir`` would
+    create it.
 
     Parameters
     ----------
@@ -82,6 +117,7 @@ def atomic_dir(path: str | os.PathLike, write: Callable[[Path], None],
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
     try:
         write(tmp)
+        os.chmod(tmp, 0o777 & ~umask())
         if path.exists():
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old"))
             os.replace(path, old / "x")
@@ -106,11 +142,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, naming the file in the error when it is not JSON."""
+    """Read a JSON file (a UTF-8 byte-order mark is skipped).
+
+    Raises ``ValueError`` naming the file when it is empty, truncated or not
+    UTF-8 JSON.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"{path} is not a valid JSON file: {err}") from None
 
 
@@ -119,8 +159,36 @@ def read_json_object(path: str | os.PathLike) -> dict:
     obj = read_json(path)
     if not isinstance(obj, dict):
         raise ValueError(f"{path} must hold a JSON object, not a JSON "
-                         f"{type(obj).__name__}.")
+                         f"{_json_kind(obj)}.")
     return obj
+
+
+def _json_kind(obj: Any) -> str:
+    kinds = ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string"),
+             (list, "array"), (dict, "object"), (type(None), "null"))
+    return next((name for kind, name in kinds if isinstance(obj, kind)),
+                type(obj).__name__)
+
+
+def json_field(obj: dict, key: str, kind: type | tuple[type, ...],
+               path: str | os.PathLike) -> Any:
+    """``obj[key]``, checked to be of ``kind``; ``ValueError`` naming ``path``.
+
+    ``bool`` is not accepted where ``int`` or ``float`` is asked for.
+    """
+    if key not in obj:
+        raise ValueError(f"{path} lacks the key {key!r}.")
+    value = obj[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
+        raise ValueError(f"{path}: {key!r} must be a JSON {names}, not a JSON "
+                         f"{_json_kind(value)}.")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "integer",
+               float: "number", bool: "boolean", type(None): "null"}
 
 
 def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -139,6 +207,30 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
         raise ValueError(f"{path} is not a readable safetensors file "
                          f"(truncated or another format): {err}") from None
+
+
+@contextlib.contextmanager
+def open_tensors(path: str | os.PathLike, framework: str = "pt") -> Iterator[Any]:
+    """`safetensors.safe_open` of ``path`` (memory-mapped, lazy slices).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
+    the file when it is truncated, not safetensors, or lacks a tensor asked
+    for inside the block.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found.")
+    try:
+        handle = safe_open(os.fspath(path), framework=framework)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file "
+                         f"(truncated or another format): {err}") from None
+    try:
+        with handle as fh:
+            yield fh
+    except SafetensorError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def check_weights(tensors: dict[str, torch.Tensor], path: str | os.PathLike,

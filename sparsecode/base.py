@@ -4,10 +4,26 @@
 scikit-learn world (numpy arrays, parameters, feature names, pickling) and the
 torch world (tensors on a device). Subclasses implement the algorithm on
 tensors and never convert in their hot loops.
+
+The boundary is also where hostile inputs stop. Complex data (numpy, pandas
+or torch) raises `ComplexDataError` (a ``TypeError`` and the ``ValueError``
+scikit-learn's checks expect) naming the dtype; torch sparse, quantized and
+nested tensors raise ``TypeError`` and meta tensors ``ValueError``, saying
+what to pass instead (`check_tensor`); tensors that require grad are
+detached; read-only arrays are copied. Bools are refused where a number is
+expected, and devices other than the CPU and CUDA when the parameters are
+validated. Values whose squares would overflow the compute dtype raise
+``ValueError`` with the accepted range, unless the estimator rescales its
+input itself (`BaseSparseEstimator._max_abs_input`); a fit that needs more
+memory than the device has left raises ``ValueError`` before allocating
+(`check_memory`); and a ``transform`` or ``inverse_transform`` whose result
+overflowed raises ``ValueError`` instead of returning NaN or infinity.
 """
 
 from __future__ import annotations
 
+import math
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -17,74 +33,42 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
-from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._guards import (
+    ComplexDataError,
+    DeviceOption,
+    DivergenceError,
+    as_real_tensor,
+    available_memory,
+    check_bools,
+    check_memory,
+    check_tensor,
+    finite,
+    from_numpy,
+    reject_complex,
+    resolve_device,
+    safe_rms,
+)
 from ._utils import GeneratorState
 
 __all__ = [
     "BaseSparseEstimator",
+    "ComplexDataError",
     "DeviceOption",
+    "DivergenceError",
+    "as_real_tensor",
+    "available_memory",
+    "check_memory",
+    "check_tensor",
+    "finite",
     "resolve_device",
+    "safe_rms",
     "torch_dtype",
 ]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
-
-
-class DeviceOption(StrOptions):
-    """Parameter constraint for ``device``: "auto", "cpu", "cuda", "cuda:N", ...
-
-    Devices are checked for syntax at validation time and resolved (and their
-    availability checked) in ``fit``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__({"auto", "cpu", "cuda", "mps"})
-
-    def is_satisfied_by(self, val: Any) -> bool:
-        if isinstance(val, torch.device):
-            return True
-        if not isinstance(val, str):
-            return False
-        try:
-            torch.device(val)
-        except RuntimeError:
-            return val == "auto"
-        return True
-
-    def __str__(self) -> str:
-        return "a torch device string such as 'auto', 'cpu', 'cuda' or 'cuda:1'"
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """Turn a ``device`` parameter into a `torch.device`, checking availability.
-
-    Parameters
-    ----------
-    device : str, torch.device or None
-        ``"auto"`` (or None) picks CUDA when available, else the CPU.
-
-    Returns
-    -------
-    torch.device
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but CUDA is not available on this "
-            "machine; use device='cpu' or device='auto'."
-        )
-    if dev.type == "cuda" and dev.index is not None:
-        if dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r} but only {torch.cuda.device_count()} CUDA "
-                "device(s) are visible."
-            )
-    return dev
 
 
 def torch_dtype(dtype: Any) -> torch.dtype:
@@ -112,6 +96,10 @@ class BaseSparseEstimator(
 
     _parameter_constraints: dict = {}
 
+    def _validate_params(self) -> None:
+        check_bools(self)
+        super()._validate_params()
+
     # ------------------------------------------------------------------ input
     def _validate_input(
         self, X: Any, *, reset: bool, dtype: Any = None
@@ -120,14 +108,26 @@ class BaseSparseEstimator(
 
         Returns the tensor and whether the caller passed a torch tensor (in
         which case outputs are returned as tensors on the caller's device).
+        A fit (``reset``) also checks its memory needs (`_memory_needed`).
         """
         if isinstance(X, torch.Tensor):
-            return self._validate_tensor(X, reset=reset, dtype=dtype), True
+            t, as_tensor = self._validate_tensor(X, reset=reset, dtype=dtype), True
+        else:
+            t, as_tensor = self._validate_array(X, reset=reset, dtype=dtype), False
+        need = self._memory_needed(*t.shape) if reset else None
+        if need is not None:
+            size = torch.empty((), dtype=self._compute_dtype(t)).element_size()
+            check_memory(need[0] * size, param=need[1],
+                         value=getattr(self, need[1], None), device=t.device)
+        return t, as_tensor
+
+    def _validate_array(self, X: Any, *, reset: bool, dtype: Any) -> torch.Tensor:
         if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
             raise TypeError(
                 f"{type(self).__name__} does not accept scipy sparse input; "
                 "pass a dense array (X.toarray()) instead."
             )
+        reject_complex(X, type(self).__name__)
         X = validate_data(
             self,
             X,
@@ -135,13 +135,15 @@ class BaseSparseEstimator(
             dtype=[np.float64, np.float32] if dtype is None else dtype,
             order="C",
         )
-        device = self._device if hasattr(self, "_device") else torch.device("cpu")
-        return torch.as_tensor(X, device=device), False
+        t = from_numpy(X)
+        self._check_values(t)
+        return t.to(self._fit_device())
 
     def _validate_tensor(
         self, X: torch.Tensor, *, reset: bool, dtype: Any = None
     ) -> torch.Tensor:
         name = type(self).__name__
+        X = check_tensor(X)
         if X.ndim != 2:
             raise ValueError(
                 f"Expected a 2D tensor of shape (n_samples, n_features), got "
@@ -152,25 +154,61 @@ class BaseSparseEstimator(
                 f"Found tensor with shape {tuple(X.shape)} while a minimum of 1 "
                 f"sample and 1 feature is required by {name}."
             )
-        if not X.is_floating_point():
-            X = X.to(torch.float32)
-        elif X.dtype not in _NP_DTYPES:
+        if X.dtype not in _NP_DTYPES:  # ints, bools, float16, bfloat16
             X = X.to(torch.float32)
         if dtype is not None:
             X = X.to(torch_dtype(dtype))
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError("Input X contains NaN or infinity.")
+        self._check_values(X)
+        expected = getattr(self, "n_features_in_", None)
         if reset:
             self.n_features_in_ = X.shape[1]
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif X.shape[1] != self.n_features_in_:
+        elif expected is not None and X.shape[1] != expected:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {name} is expecting "
-                f"{self.n_features_in_} features as input."
+                f"{expected} features as input."
             )
-        device = self._device if hasattr(self, "_device") else X.device
-        return X.to(device)
+        return X.to(self._device if hasattr(self, "_device") else X.device)
+
+    def _check_values(self, X: torch.Tensor) -> None:
+        """NaN/inf, then the range `_max_abs_input` accepts (one pass over X)."""
+        amax = float(torch.linalg.vector_norm(X, ord=math.inf)) if X.numel() else 0.0
+        if not math.isfinite(amax):
+            raise ValueError("Input X contains NaN or infinity.")
+        limit = self._max_abs_input(X)
+        if limit is not None and amax > limit:
+            dt = str(self._compute_dtype(X)).replace("torch.", "")
+            raise ValueError(
+                f"Input X has values up to {amax:.3g} in magnitude, but "
+                f"{type(self).__name__} accepts at most {limit:.3g} for X of shape "
+                f"{tuple(X.shape)} in {dt}: its sums of squares would overflow. "
+                "Rescale X (e.g. divide it by its largest absolute value)"
+                + (" or pass float64 data." if dt != "float64" else "."))
+
+    def _max_abs_input(self, X: torch.Tensor) -> float | None:
+        """Largest ``|x|`` accepted in ``X``; None accepts any finite value.
+
+        By default each row's squared norm must fit the compute dtype with a
+        margin of 16, ``sqrt(finfo.max / (16 * n_features))``; an estimator
+        with ``normalize_input=True`` rescales X itself (any finite X).
+        """
+        if bool(getattr(self, "normalize_input", False)):
+            return None
+        return math.sqrt(torch.finfo(self._compute_dtype(X)).max / (16 * X.shape[1]))
+
+    def _memory_needed(self, n_samples: int, n_features: int
+                       ) -> tuple[float, str] | None:
+        """A lower bound on the numbers a fit holds at once, and the parameter
+        that sets it (None: no estimate).
+
+        By default two ``(n_components, n_features)`` arrays: the components
+        and one working copy.
+        """
+        m = getattr(self, "n_components", None)
+        if not isinstance(m, Integral) or isinstance(m, bool):
+            return None
+        return 2.0 * m * n_features, "n_components"
 
     def _begin(self, X: Any, *, reset: bool) -> tuple[torch.Tensor, bool]:
         """Start of ``fit``/``partial_fit``: when (re)starting, validate the
@@ -201,12 +239,25 @@ class BaseSparseEstimator(
             return t if like is None else t.to(like.device)
         return t.detach().cpu().numpy()
 
+    def _check_output(self, out: torch.Tensor, method: str) -> torch.Tensor:
+        """``out``, or ``ValueError`` if it holds NaN or infinity (an overflow)."""
+        if out.is_floating_point() and not finite(out):
+            raise ValueError(
+                f"{type(self).__name__}.{method} produced NaN or infinite values: "
+                f"the result overflows {str(out.dtype).replace('torch.', '')} for "
+                "inputs of this magnitude. Rescale the input (or pass float64 data).")
+        return out
+
     @staticmethod
-    def _tensor(a: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """Numpy/tensor attribute -> tensor on ``device`` with ``dtype``."""
-        return torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a).to(
-            device=device, dtype=dtype
-        )
+    def _tensor(a: Any, device: torch.device, dtype: torch.dtype,
+                name: str = "an array") -> torch.Tensor:
+        """Numpy/tensor attribute or parameter -> finite tensor on ``device``
+        with ``dtype`` (``TypeError`` if not real, ``ValueError`` if not finite)."""
+        t = as_real_tensor(a, name).to(device=device, dtype=dtype)
+        if not finite(t):
+            raise ValueError(f"{name} contains NaN or infinity (or values beyond "
+                             f"the range of {str(dtype).replace('torch.', '')}).")
+        return t
 
     # ------------------------------------------------------ transform / back
     def transform(self, X: Any) -> np.ndarray | torch.Tensor:
@@ -223,7 +274,7 @@ class BaseSparseEstimator(
         """
         self._check_fitted()
         Xt, as_tensor = self._validate_input(X, reset=False)
-        codes = self._transform_tensor(Xt)
+        codes = self._check_output(self._transform_tensor(Xt), "transform")
         return self._to_output(codes, as_tensor, X if as_tensor else None)
 
     def inverse_transform(self, X: Any) -> np.ndarray | torch.Tensor:
@@ -242,7 +293,8 @@ class BaseSparseEstimator(
         self._check_fitted()
         as_tensor = isinstance(X, torch.Tensor)
         codes = self._check_codes(X, self._n_features_out)
-        out = self._inverse_transform_tensor(codes)
+        out = self._check_output(self._inverse_transform_tensor(codes),
+                                 "inverse_transform")
         return self._to_output(out, as_tensor, X if as_tensor else None)
 
     def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
@@ -254,14 +306,15 @@ class BaseSparseEstimator(
     def _check_codes(self, X: Any, width: int) -> torch.Tensor:
         """Codes given to `inverse_transform`: a finite 2-D float tensor of
         ``width`` columns, on the fit device."""
-        from sklearn.utils import check_array
-
         if isinstance(X, torch.Tensor):
-            t = X if X.dtype in (torch.float32, torch.float64) else X.float()
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError("codes contain NaN or infinity.")
+            t = check_tensor(X, "codes")
+            t = t if t.dtype in _NP_DTYPES else t.float()
         else:
-            t = torch.as_tensor(check_array(X, dtype=[np.float64, np.float32]))
+            reject_complex(X, type(self).__name__, "codes")
+            t = from_numpy(check_array(X, dtype=[np.float64, np.float32],
+                                        input_name="codes"))
+        if not finite(t):
+            raise ValueError("codes contain NaN or infinity.")
         if t.ndim != 2 or t.shape[1] != width:
             raise ValueError(
                 f"codes must have shape (n_samples, {width}): the number of "

@@ -4,7 +4,10 @@
 ``config.json`` (class, `get_params`, fitted metadata, and the name, shape
 and dtype of every tensor). The directory is written under a temporary name
 and renamed into place. `load` checks the format, the class (only sparsecode
-estimators), the tensor names and shapes, and never unpickles anything.
+estimators), the tensor names and shapes, that the parameters, fitted
+attributes and module description of ``config.json`` agree with each other and
+with the tensors (``n_components``, ``k``, ``activation``, ...), and never
+unpickles anything.
 
 `load_saelens`, `load_sparsify` and `load_dictionary_learning` (from
 `sparsecode.sae.exchange`) read SAEs and transcoders trained by SAELens,
@@ -35,7 +38,7 @@ from ._utils import (
 )
 from .base import BaseSparseEstimator, resolve_device
 from .dictionary import DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder
-from .nn import SparseAutoencoderModule
+from .nn import ACTIVATIONS, SparseAutoencoderModule
 from .sae import SparseAutoencoder, Transcoder
 from .sae.exchange import (
     load_dictionary_learning,
@@ -173,7 +176,7 @@ def _estimator_class(name: str) -> type:
 def _check_config(config: dict, file: Path) -> None:
     """Raise ``ValueError`` naming ``file`` for a missing or mistyped entry."""
     kinds = {"class": str, "params": dict, "fitted": dict, "tensors": dict}
-    if config.get("class") == "SparseAutoencoder":
+    if config.get("class") in ("SparseAutoencoder", "Transcoder"):
         kinds["module"] = dict
     for key, kind in kinds.items():
         if key not in config:
@@ -197,7 +200,8 @@ def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         raise FileNotFoundError(f"{file} not found.")
     config = read_json_object(file)
     if config.get("format") != FORMAT or config.get("format_version") != 1:
-        raise ValueError(f"{path} is not a sparsecode model (format {FORMAT} v1).")
+        raise ValueError(f"{file} is not a sparsecode model config (format "
+                         f"{FORMAT} v1).")
     _check_config(config, file)
     tensors = read_tensors(path / MODEL_FILE)
     expected = config["tensors"]
@@ -214,6 +218,110 @@ def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             raise ValueError(f"{path / MODEL_FILE}: tensor {key!r} has dtype "
                              f"{tensors[key].dtype}, config.json says {dtype}.")
     return config, tensors
+
+
+def _disagree(file: Path, what: str, said: Any, other: str, value: Any,
+              strict: bool = True) -> None:
+    """Raise unless ``said == value`` (and of the same type when ``strict``)."""
+    if (said != value or isinstance(said, bool) != isinstance(value, bool)
+            or (strict and type(said) is not type(value))):
+        raise ValueError(f"{file}: {what} is {said!r}, but {other} is {value!r}; "
+                         "the saved model is inconsistent.")
+
+
+def _ref_shape(value: Any, tensors: dict[str, torch.Tensor]) -> tuple | None:
+    if isinstance(value, dict) and set(value) == {"__tensor__"} and isinstance(
+            value["__tensor__"], str) and value["__tensor__"] in tensors:
+        return tuple(tensors[value["__tensor__"]].shape)
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: saved arrays whose shape follows from (m, d) = (n_components, n_features)
+_SHAPES = {"params": {"dict_init": ("m", "d"), "code_init": (None, "m"),
+                      "dictionary": ("m", "d")},
+           "fitted": {"encoder_": ("m", "d"), "encoder_bias_": ("m",),
+                      "decoder_bias_": ("d",), "codes_": (None, "m"),
+                      "embedding_": (None, "m")},
+           "resume": {"A": ("m", "m"), "B": ("d", "m")}}
+
+
+def _check_agreement(config: dict, tensors: dict[str, torch.Tensor], file: Path
+                     ) -> None:
+    """Raise ``ValueError`` naming ``file`` where ``params``, ``fitted``,
+    ``module`` and the tensors of a saved model disagree."""
+    params, fitted = config["params"], config["fitted"]
+    transcoder = config["class"] == "Transcoder"
+    comp = _ref_shape(fitted.get("components_"), tensors)
+    if config["class"] == "SparseCoder":
+        comp = _ref_shape(params.get("dictionary"), tensors)
+    d = fitted.get("n_features_in_")
+    if comp is None or len(comp) != 2:
+        what = "'dictionary'" if config["class"] == "SparseCoder" else "'components_'"
+        raise ValueError(f"{file}: {what} must refer to a saved 2-D tensor"
+                         + (f", not one of shape {list(comp)}." if comp else "."))
+    m = comp[0]
+    if config["class"] in ("SparseAutoencoder", "Transcoder"):
+        _check_module(config, tensors, file, comp)
+    if not transcoder:
+        _disagree(file, "fitted n_features_in_", d, "the components' width", comp[1])
+    else:
+        _disagree(file, "fitted n_outputs_", fitted.get("n_outputs_"),
+                  "the components' width", comp[1])
+    sizes = {"m": m, "d": _int_or_none(d)}
+    for name, source in (("n_components", params), ("n_components_", fitted)):
+        if source.get(name) is not None:
+            _disagree(file, name, source[name], "the saved components' rows", m)
+    for part, shapes in _SHAPES.items():
+        for name, dims in shapes.items():
+            shape = _ref_shape(config.get(part, {}).get(name), tensors)
+            want = tuple(shape[i] if n is None or sizes[n] is None else sizes[n]
+                         for i, n in enumerate(dims)) if shape else None
+            if shape is not None and (len(shape) != len(dims) or shape != want):
+                raise ValueError(f"{file}: {part} {name!r} has shape {list(shape)}, "
+                                 f"but (n_components, n_features) = ({m}, {d}).")
+
+
+def _check_module(config: dict, tensors: dict[str, torch.Tensor], file: Path,
+                  comp: tuple) -> None:
+    """The SAE part of `_check_agreement`: params and fitted vs ``module``."""
+    params, fitted, module = config["params"], config["fitted"], config["module"]
+    _disagree(file, "params activation", params.get("activation"),
+              "module activation", module.get("activation"))
+    if params.get("n_components") is not None:
+        _disagree(file, "params n_components", params["n_components"],
+                  "module n_components", module.get("n_components"))
+    _disagree(file, "fitted n_features_in_", fitted.get("n_features_in_"),
+              "module n_features", module.get("n_features"))
+    kwargs = module.get("activation_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{file}: module 'activation_kwargs' must be a JSON object.")
+    name = module.get("activation")
+    act = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    if act is not None and act.takes_k and params.get("k") is not None:
+        _disagree(file, "params k", params["k"], "module k", kwargs.get("k"))
+    extra = params.get("activation_params") or {}
+    if isinstance(extra, dict):
+        for key in set(extra) & set(kwargs) - {"k"}:
+            _disagree(file, f"params activation_params[{key!r}]", extra[key],
+                      f"module activation_kwargs[{key!r}]", kwargs[key], strict=False)
+    if config["class"] == "Transcoder":
+        _disagree(file, "params skip_connection", params.get("skip_connection"),
+                  "module skip_connection", module.get("skip_connection"))
+        _disagree(file, "fitted n_outputs_", fitted.get("n_outputs_"),
+                  "module n_outputs", module.get("n_outputs"))
+    elif module.get("n_outputs") is not None:
+        raise ValueError(f"{file}: the module is a transcoder's (n_outputs="
+                         f"{module['n_outputs']!r}), the class SparseAutoencoder.")
+    if "module.W_dec" in tensors:
+        w_dec = tensors["module.W_dec"]
+        _disagree(file, "'dtype'", config.get("dtype", "float32"),
+                  "the dtype of module.W_dec", str(w_dec.dtype).removeprefix("torch."))
+        _disagree(file, "the shape of components_", list(comp),
+                  "the shape of module.W_dec", list(w_dec.shape))
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> BaseSparseEstimator:
@@ -239,6 +347,7 @@ def load(path: str | os.PathLike, device: str | None = None) -> BaseSparseEstima
     path = Path(path)
     config, tensors = _read(path)
     cls = _estimator_class(config["class"])
+    _check_agreement(config, tensors, path / CONFIG_FILE)
     dev = resolve_device("cpu" if device is None else device)
     try:  # what config.json holds does not fit the class or its tensors
         est = cls(**_unsplit(config["params"], tensors))
@@ -246,14 +355,15 @@ def load(path: str | os.PathLike, device: str | None = None) -> BaseSparseEstima
         if isinstance(est, SparseAutoencoder):
             _restore_sae(est, config, tensors, dev)
         resume = _unsplit(config.get("resume", {}), tensors)
-    except (KeyError, TypeError, ValueError) as err:
+        for name, value in fitted.items():
+            setattr(est, name, value)
+        est._device = dev
+        if "resume" in config and hasattr(est, "_restore_resume_state"):
+            est._restore_resume_state(resume, dev)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+            RuntimeError) as err:
         raise ValueError(f"{path / CONFIG_FILE} does not describe a loadable "
                          f"{config['class']}: {type(err).__name__}: {err}") from None
-    for name, value in fitted.items():
-        setattr(est, name, value)
-    est._device = dev
-    if "resume" in config and hasattr(est, "_restore_resume_state"):
-        est._restore_resume_state(resume, dev)
     return est
 
 
@@ -263,11 +373,15 @@ def _restore_sae(est: SparseAutoencoder, config: dict, tensors: dict,
     if name not in ("float32", "float64", "float16", "bfloat16"):
         raise ValueError(f"'dtype' must name a floating dtype, got {name!r}.")
     dtype = getattr(torch, name)
+    scale = config.get("scale", 1.0)
+    if (isinstance(scale, bool) or not isinstance(scale, (int, float))
+            or not 0 < scale < float("inf")):
+        raise ValueError(f"'scale' must be a finite number > 0, got {scale!r}.")
     module = SparseAutoencoderModule.from_config(config["module"], dtype=dtype,
                                                  device=device)
     state = {k[7:]: v for k, v in tensors.items() if k.startswith("module.")}
     module.load_weights_(state)
     fitted = config["fitted"]
-    est._adopt(module, scale=float(config.get("scale", 1.0)),
+    est._adopt(module, scale=float(scale),
                n_iter=fitted.get("n_iter_", 0), n_steps=fitted.get("n_steps_", 0),
                history=fitted.get("history_", []))

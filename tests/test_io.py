@@ -142,7 +142,7 @@ def test_load_validates_files(tmp_path):
     with pytest.raises(ValueError, match="do not match"):
         load(path)
     rewrite(lambda c: c["module"].__setitem__("n_components", 13))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match="module n_components is 13"):
         load(path)
     rewrite(lambda c: c.__setitem__("format", "pickle"))
     with pytest.raises(ValueError, match="not a sparsecode model"):

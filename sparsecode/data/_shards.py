@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .._utils import atomic_write, read_json, write_json
-from .store import FORMAT, MANIFEST
+from .._utils import atomic_write, json_field, read_json_object, write_json
+from .store import FORMAT, MANIFEST, _check_manifest, _int
 
 
 def _n_rows(rows: dict[str, torch.Tensor]) -> int:
@@ -127,10 +127,16 @@ _IDENTITY = ("model", "model_class", "modules", "dtype", "n_texts", "texts_sha25
 
 
 def _open_manifest(out_dir: Path, fresh: dict, resume: bool) -> dict:
-    """The manifest to continue from: the existing one if compatible, else `fresh`."""
+    """The manifest to continue from: the existing one if compatible, else `fresh`.
+
+    An existing manifest that is malformed (see `ActivationStore`) raises
+    ``ValueError`` naming it, whether resumed or replaced; only shard files
+    inside ``out_dir`` are ever deleted.
+    """
     path = out_dir / MANIFEST
     if path.is_file():
-        old = read_json(path)
+        old = read_json_object(path)
+        shard_files = _check_manifest(old, out_dir, path)
         keys = (*_IDENTITY, "config")
         same = all(old.get(k) == fresh[k] for k in keys)
         if resume and not same:
@@ -139,9 +145,12 @@ def _open_manifest(out_dir: Path, fresh: dict, resume: bool) -> dict:
                 "arguments; pass resume=False to overwrite it, or another out_dir."
             )
         if resume:
+            for key in ("next_batch", "next_row", "n_tokens", "docs_complete"):
+                _int(old, key, path)
+            json_field(old, "done", bool, path)
             return old
-        for shard in old.get("shards", []):
-            (out_dir / shard["file"]).unlink(missing_ok=True)
+        for file in shard_files:
+            file.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, fresh)
     return fresh

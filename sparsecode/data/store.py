@@ -4,6 +4,12 @@ A store written by :func:`sparsecode.data.activations.extract_activations` is a
 folder with safetensors shards and a JSON manifest (format :data:`FORMAT`).
 :class:`ActivationStore` reads it lazily and :class:`ActivationBatches` streams
 (shuffled) batches with bounded memory.
+
+Every fault of the files is a ``ValueError`` naming the file: a manifest that
+is not JSON, not an object, lacks a key or holds a mistyped one; a shard path
+that is absolute or leads outside the store folder; a shard that is truncated,
+not safetensors, lacks an array, or whose row count or width differs from the
+manifest's.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._utils import read_json
+from .._utils import json_field, open_tensors, read_json_object
 
 __all__ = ["ActivationBatches", "ActivationStore", "to_numpy"]
 
@@ -46,9 +52,9 @@ class ActivationStore:
         manifest_path = self.path / MANIFEST
         if not manifest_path.is_file():
             raise FileNotFoundError(f"no activation store at {self.path}.")
-        self._manifest = read_json(manifest_path)
-        if self._manifest.get("format") != FORMAT:
-            raise ValueError(f"{manifest_path} is not a {FORMAT} manifest.")
+        self._manifest_path = manifest_path
+        self._manifest = read_json_object(manifest_path)
+        self._shard_paths = _check_manifest(self._manifest, self.path, manifest_path)
 
     def __repr__(self) -> str:
         return (
@@ -82,7 +88,7 @@ class ActivationStore:
     @property
     def shard_paths(self) -> list[Path]:
         """Paths of the shard files, in stream order."""
-        return [self.path / s["file"] for s in self._manifest["shards"]]
+        return list(self._shard_paths)
 
     @property
     def shard_sizes(self) -> list[int]:
@@ -101,12 +107,27 @@ class ActivationStore:
     def read(
         self, shard: int, key: str, start: int = 0, stop: int | None = None
     ) -> torch.Tensor:
-        """Rows ``start:stop`` of array `key` in shard number `shard`, as a tensor."""
-        from safetensors import safe_open
+        """Rows ``start:stop`` of array `key` in shard number `shard`, as a tensor.
 
+        Raises ``ValueError`` naming the shard file when it is unreadable,
+        lacks `key`, or its rows or width differ from the manifest.
+        """
         self._check_key(key)
-        with safe_open(str(self.shard_paths[shard]), framework="pt") as fh:
-            return fh.get_slice(key)[start:stop]
+        path, n_rows = self._shard_paths[shard], self.shard_sizes[shard]
+        with open_tensors(path) as fh:
+            if key not in fh.keys():
+                raise ValueError(f"{path}: shard {shard} lacks the array {key!r}.")
+            part = fh.get_slice(key)
+            shape = list(part.get_shape())
+            want = [n_rows, self.dim(key)] if key in self.modules else [n_rows]
+            if shape[:1] != want[:1]:
+                raise ValueError(
+                    f"{path}: shard {shard} holds {shape[0] if shape else 0} rows "
+                    f"of {key!r}, but {self._manifest_path} says {n_rows}.")
+            if shape != want:
+                raise ValueError(f"{path}: shard {shard}: {key!r} has shape {shape}, "
+                                 f"{self._manifest_path} implies {want}.")
+            return part[start:stop]
 
     def _concat(self, key: str) -> np.ndarray:
         parts = [self.read(i, key) for i in range(len(self.shard_sizes))]
@@ -144,6 +165,58 @@ class ActivationStore:
         ``as_torch``, ``drop_last``, ``infinite``, ``return_meta``).
         """
         return ActivationBatches(self, module, batch_size, **options)
+
+
+def _int(obj: dict, key: str, path: Path | str, low: int = 0) -> int:
+    value = json_field(obj, key, int, path)
+    if value < low:
+        raise ValueError(f"{path}: {key!r} must be >= {low}, got {value}.")
+    return value
+
+
+def _shard_file(root: Path, name: Any, manifest_path: Path) -> Path:
+    """``root / name``, refused unless it is a relative path inside ``root``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{manifest_path}: a shard 'file' must be a non-empty "
+                         f"string, got {name!r}.")
+    if os.path.isabs(name) or Path(name).anchor:
+        raise ValueError(f"{manifest_path}: shard path {name!r} is absolute; shard "
+                         "paths must be relative to the store folder.")
+    top = root.resolve()
+    target = (root / name).resolve()
+    if target == top or not target.is_relative_to(top):
+        raise ValueError(f"{manifest_path}: shard path {name!r} leads outside the "
+                         f"store folder {root}.")
+    return root / name
+
+
+def _check_manifest(m: dict, root: Path, path: Path) -> list[Path]:
+    """Raise ``ValueError`` naming ``path`` for a malformed manifest.
+
+    Returns the shard paths, each confined to the store folder ``root``.
+    """
+    if m.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} manifest.")
+    modules = json_field(m, "modules", list, path)
+    if not all(isinstance(k, str) for k in modules):
+        raise ValueError(f"{path}: 'modules' must be a list of strings.")
+    dims = json_field(m, "dims", dict, path)
+    json_field(m, "done", bool, path)
+    shards = json_field(m, "shards", list, path)
+    if shards:
+        for module in modules:
+            _int(dims, module, f"{path}: 'dims'", low=1)
+    files, total = [], 0
+    for i, shard in enumerate(shards):
+        where = f"{path} (shard {i})"
+        if not isinstance(shard, dict):
+            raise ValueError(f"{where}: a shard entry must be a JSON object.")
+        total += _int(shard, "n_tokens", where)
+        files.append(_shard_file(root, json_field(shard, "file", str, where), path))
+    if "n_tokens" in m and _int(m, "n_tokens", path) != total:
+        raise ValueError(f"{path}: 'n_tokens' is {m['n_tokens']}, but the shards "
+                         f"add up to {total} rows.")
+    return files
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

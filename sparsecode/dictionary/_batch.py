@@ -1,7 +1,13 @@
-"""`DictionaryLearning`: batch alternating minimisation, as scikit-learn does it."""
+"""`DictionaryLearning`: batch alternating minimisation, as scikit-learn does it.
+
+Numerics: the cost and ``X^T U`` sum squares over all of X in X's dtype, so
+X is refused (``ValueError`` with the range) when ``max |x|`` exceeds
+``sqrt(finfo.max / (16 * X.size))``; subnormal inputs give finite results.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from numbers import Integral, Real
 from typing import Any
@@ -16,7 +22,13 @@ from ._sparse_coder import _FIT_ALGORITHMS, _TRANSFORM_CONSTRAINTS, _BaseSparseC
 from .coding import check_algorithm, encode_chunks
 from .update import svd_init, update_dict
 
-__all__ = ["DictionaryLearning"]
+__all__ = ["DictionaryLearning", "max_abs_for_sums"]
+
+
+def max_abs_for_sums(X: torch.Tensor) -> float:
+    """The largest ``|x|`` whose squares, summed over all of X, fit X's dtype
+    with a margin of 16 (the cost; ``X^T U`` of the dictionary update)."""
+    return math.sqrt(torch.finfo(X.dtype).max / (16 * X.numel()))
 
 
 def _cost(X, codes, V, alpha) -> float:
@@ -134,6 +146,13 @@ positive_code, transform_max_iter
     def _dictionary(self):
         return self.components_
 
+    def _max_abs_input(self, X: torch.Tensor) -> float:
+        return max_abs_for_sums(X)
+
+    def _memory_needed(self, n_samples: int, n_features: int) -> tuple[float, str]:
+        m = self.n_components or n_features  # codes (twice), X V^T, Gram, V
+        return 3.0 * n_samples * m + m * m + 2.0 * m * n_features, "n_components"
+
     def fit(self, X: Any, y: Any = None) -> DictionaryLearning:
         """Learn the dictionary from ``X`` (array or tensor (n_samples, n_features)).
 
@@ -173,13 +192,14 @@ positive_code, transform_max_iter
             self.n_iter_, self.error_, self.history_ = 0, [], []
             codes = self._iterate(Xt, V, codes, max_iter=self.max_iter,
                                   check_tol=True)
+        codes = self._check_output(codes, "fit_transform")
         return self._to_output(codes, as_tensor, X if as_tensor else None)
 
     def _init(self, X: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         n_comp = self.n_components or X.shape[1]
         if self.code_init is not None and self.dict_init is not None:
-            codes = self._tensor(self.code_init, X.device, X.dtype)
-            V = self._tensor(self.dict_init, X.device, X.dtype)
+            codes = self._tensor(self.code_init, X.device, X.dtype, "code_init")
+            V = self._tensor(self.dict_init, X.device, X.dtype, "dict_init")
         else:
             codes, V = svd_init(X, n_comp)
         if V.shape != (n_comp, X.shape[1]):

@@ -9,18 +9,26 @@ from typing import Any
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._utils import GeneratorState, one_thread
 from .._utils import make_generator as generator_from
 from ..base import torch_dtype
-from ._sparse_coder import _FIT_ALGORITHMS, _TRANSFORM_CONSTRAINTS, _BaseSparseCoding
+from ._batch import max_abs_for_sums
+from ._sparse_coder import (
+    _FIT_ALGORITHMS,
+    _TRANSFORM_CONSTRAINTS,
+    _BaseSparseCoding,
+    _copy_on_write,
+)
 from .coding import check_algorithm, encode_chunks
 from .update import online_beta, svd_init, update_dict
 
 __all__ = ["MiniBatchDictionaryLearning"]
 
 _SVD_MAX_ROWS = 50_000
+_MAX_CHUNK = 65536  # rows per coding chunk within a step (at most)
 
 
 class MiniBatchDictionaryLearning(_BaseSparseCoding):
@@ -46,7 +54,9 @@ class MiniBatchDictionaryLearning(_BaseSparseCoding):
     fit_algorithm : {"lars", "cd", "fista", "ista"}, default="lars"
         Lasso solver used in fit ("lars" and "cd": exact batched homotopy).
     n_jobs : int, default=None
-        Joblib threads over chunks of samples when coding.
+        Joblib workers over chunks of samples when coding: in ``fit``, each
+        batch in ``n_jobs`` chunks; in ``transform``, chunks that do not
+        depend on it (see `SparseCoder`).
     batch_size : int, default=256
     shuffle : bool, default=True
         Shuffle the samples before forming batches.
@@ -144,6 +154,14 @@ split_sign, positive_code, transform_max_iter
     def _dictionary(self):
         return self.components_
 
+    def _max_abs_input(self, X: torch.Tensor) -> float:
+        return max_abs_for_sums(X)  # (as DictionaryLearning's)
+
+    def _memory_needed(self, n_samples: int, n_features: int) -> tuple[float, str]:
+        m = self.n_components or n_features  # A, Gram; V, V_old, B; batch codes
+        return 2.0 * m * m + 3.0 * m * n_features + 2.0 * min(
+            self.batch_size, n_samples) * m, "n_components"
+
     # ------------------------------------------------------ save / resume
     def _resume_state(self) -> dict[str, Any]:
         """What `partial_fit` needs beyond the fitted attributes (for `save`)."""
@@ -178,7 +196,7 @@ split_sign, positive_code, transform_max_iter
         self._n_components = self.n_components or X.shape[1]
         self._gen = generator_from(self.random_state, self._device)
         if self.dict_init is not None:
-            V = self._tensor(self.dict_init, X.device, X.dtype).clone()
+            V = self._tensor(self.dict_init, X.device, X.dtype, "dict_init").clone()
             if V.shape != (self._n_components, X.shape[1]):
                 raise ValueError(
                     f"dict_init must have shape {(self._n_components, X.shape[1])}, "
@@ -199,8 +217,9 @@ split_sign, positive_code, transform_max_iter
     def _step(self, X: torch.Tensor, V: torch.Tensor) -> float:
         """One mini-batch step on ``X`` (in place on ``V``); returns the batch cost."""
         bs = X.shape[0]
-        codes = encode_chunks(
+        codes = encode_chunks(  # (n_jobs chunks per batch: n_jobs threads)
             X, V, n_jobs=self.n_jobs, algorithm=_FIT_ALGORITHMS[self.fit_algorithm],
+            chunk_size=min(_MAX_CHUNK, -(-bs // effective_n_jobs(self.n_jobs))),
             alpha=self.alpha, max_iter=self.transform_max_iter,
             positive=self.positive_code,
         )
@@ -244,11 +263,24 @@ split_sign, positive_code, transform_max_iter
     def fit(self, X: Any, y: Any = None) -> MiniBatchDictionaryLearning:
         """Learn the dictionary from ``X`` by passes of mini-batch steps.
 
+        ``X`` is never copied as a whole: with ``shuffle`` each batch gathers
+        its rows through a permutation of the row indices, so a
+        `numpy.memmap` (also a read-only one) is read one batch at a time.
+        Private memory: the dictionary statistics, one batch, the SVD
+        initialisation on at most 50,000 rows, and 16 bytes per row of index
+        permutations (README, "Memory bounds").
+
+        Parameters
+        ----------
+        X : array-like, numpy.memmap or torch.Tensor of shape \
+(n_samples, n_features)
+        y : Ignored
+
         Returns
         -------
         self
         """
-        Xt, _ = self._begin(X, reset=True)
+        Xt, _ = self._begin(_copy_on_write(X), reset=True)
         with one_thread(self._device):
             return self._fit(Xt)
 
@@ -256,15 +288,17 @@ split_sign, positive_code, transform_max_iter
         V = self._start(Xt)
         n = Xt.shape[0]
         bs = min(self.batch_size, n)
+        perm = None  # the batches are rows perm[lo:lo + bs] (no shuffled copy of X)
         if self.shuffle:
             perm = torch.randperm(n, generator=self._gen, device=self._gen.device)
-            Xt = Xt[perm.to(Xt.device)]
+            perm = perm.to(Xt.device)
         per_pass = math.ceil(n / bs)
         n_steps = self.max_iter * per_pass
         V_old = V.clone()
         for i in range(n_steps):
             lo = (i % per_pass) * bs
-            batch = Xt[lo:lo + bs]
+            batch = Xt[lo:lo + bs] if perm is None else Xt.index_select(
+                0, perm[lo:lo + bs])
             cost = self._step(batch, V)
             if self._converged(cost, V, V_old, n, batch.shape[0], n_steps):
                 break

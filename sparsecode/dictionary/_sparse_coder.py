@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import mmap
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn import get_config
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
-from ..base import BaseSparseEstimator, DeviceOption
+from ..base import BaseSparseEstimator, DeviceOption, check_tensor
 from .coding import ALGORITHMS, check_algorithm, encode_chunks
 
 __all__ = ["SparseCoder"]
@@ -27,6 +33,26 @@ _TRANSFORM_CONSTRAINTS: dict = {
     "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
     "device": [DeviceOption()],
 }
+
+
+def _copy_on_write(X: Any) -> Any:
+    """A read-only C-contiguous `numpy.memmap` mapped again copy-on-write.
+
+    The same file pages (no private memory until written), as a writable
+    array that torch wraps without copying; writes would go to private
+    pages, never to the file. Anything else is returned as it is.
+    """
+    if not isinstance(X, np.memmap) or X.flags.writeable or not X.flags.c_contiguous:
+        return X
+    buf = X.base
+    while buf is not None and not isinstance(buf, mmap.mmap):
+        buf = getattr(buf, "base", None)
+    if buf is None or not isinstance(getattr(X, "filename", None), str):
+        return X
+    start = X.ctypes.data - np.frombuffer(buf, np.uint8).ctypes.data
+    aligned = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY
+    return np.memmap(X.filename, dtype=X.dtype, mode="c", offset=aligned + start,
+                     shape=X.shape)
 
 
 class _BaseSparseCoding(BaseSparseEstimator):
@@ -57,7 +83,38 @@ class _BaseSparseCoding(BaseSparseEstimator):
             codes = torch.cat([codes.clamp_min(0), (-codes).clamp_min(0)], 1)
         return codes
 
+    def transform(self, X: Any) -> np.ndarray | torch.Tensor:
+        """Sparse codes of ``X`` (see the class docstring for how they are made).
+
+        Rows are coded in chunks of bounded memory (`sparsecode.sparse_encode`);
+        a `numpy.memmap`, also a read-only one, is read where it lies.
+
+        Parameters
+        ----------
+        X : array-like, numpy.memmap or torch.Tensor of shape \
+(n_samples, n_features)
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_features_out)
+            A tensor on X's device when X is a tensor.
+        """
+        return super().transform(_copy_on_write(X))
+
+    def _check_transform_params(self) -> None:
+        """Validate the transform parameters (they may be set after ``fit``),
+        as scikit-learn's `sparse_encode` does at every ``transform``."""
+        if get_config()["skip_parameter_validation"]:
+            return
+        params = self.get_params(deep=False)
+        constraints = {k: v for k, v in self._parameter_constraints.items()
+                       if k in _TRANSFORM_CONSTRAINTS}
+        validate_parameter_constraints(
+            constraints, {k: params[k] for k in constraints},
+            caller_name=type(self).__name__)
+
     def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        self._check_transform_params()
         return self._encode(X, self._dictionary_tensor(X))
 
     def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
@@ -88,7 +145,9 @@ class SparseCoder(_BaseSparseCoding):
     split_sign : bool, default=False
         Return ``[max(code, 0), max(-code, 0)]`` side by side.
     n_jobs : int, default=None
-        Joblib threads over chunks of samples.
+        Joblib workers over chunks of samples: threads, or the backend of
+        `joblib.parallel_config` (loky, Dask, Ray); the codes do not depend
+        on it (see `sparsecode.sparse_encode`).
     positive_code : bool, default=False
         Non-negative codes (not for omp/lars).
     transform_max_iter : int, default=1000
@@ -131,13 +190,31 @@ class SparseCoder(_BaseSparseCoding):
     def _dictionary(self):
         d = self.dictionary
         if isinstance(d, torch.Tensor):
-            return d.detach().cpu().numpy()
+            return check_tensor(d, "dictionary").cpu().numpy()
         return np.asarray(d)
 
     def _check_fitted(self) -> None:
+        self._validate_params()  # (at every transform: no fit is needed)
         if not hasattr(self, "_device"):
-            self._validate_params()
             self._setup_device()
+
+    def _checked_dictionary(self, n_features: int) -> np.ndarray:
+        """The dictionary, checked as scikit-learn's `sparse_encode` checks it."""
+        D = self._dictionary()
+        if D.ndim != 2:
+            raise ValueError(f"dictionary must be 2D, got shape {D.shape}.")
+        if not np.isfinite(D).all():
+            raise ValueError("Input dictionary contains NaN or infinity.")
+        if n_features != D.shape[1]:
+            raise ValueError(
+                "Dictionary and X have different numbers of features: "
+                f"dictionary.shape: {D.shape} X.shape: (n_samples, {n_features})"
+            )
+        return D
+
+    def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
+        self._checked_dictionary(X.shape[1])
+        return super()._transform_tensor(X)
 
     def fit(self, X: Any, y: Any = None) -> SparseCoder:
         """Validate the parameters and ``X`` against the dictionary; no learning.
@@ -152,13 +229,7 @@ class SparseCoder(_BaseSparseCoding):
         self
         """
         Xt, _ = self._begin(X, reset=True)
-        D = self._dictionary()
-        if D.ndim != 2 or Xt.shape[1] != D.shape[1]:
-            raise ValueError(
-                "Dictionary and X have different numbers of features: "
-                f"dictionary.shape: {D.shape} X.shape: {tuple(Xt.shape)}"
-            )
-        self.n_components_ = D.shape[0]
+        self.n_components_ = self._checked_dictionary(Xt.shape[1]).shape[0]
         return self
 
     def transform(self, X: Any, y: Any = None) -> np.ndarray | torch.Tensor:

@@ -9,11 +9,14 @@ its encoder input is not centred and ``b_pre`` is the output bias. Training
 runs the dense encoder matmul and then, when the codes are sparse, only sparse
 operations (`sparsecode.nn.functional`): always for TopK (a fixed ``k`` per
 row), and for activations with a ``support`` (ReLU) whenever the batch's active
-fraction is at most `SparseAutoencoderModule.sparse_max_density`.
+fraction is at most `SparseAutoencoderModule.sparse_max_density`. Inference
+runs in float64 when a lower-precision input could overflow (`_overflows`).
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any
 
 import torch
@@ -28,6 +31,13 @@ from .select import aux_select, support_positions, topk_indices
 from .variants import Activation, make_activation
 
 __all__ = ["SparseAutoencoderModule"]
+
+
+def _scaled(fn, x_BD: torch.Tensor) -> torch.Tensor:
+    """A positively homogeneous row statistic ``fn`` (std, norm) computed on
+    rows divided by their largest magnitude: no overflow or underflow."""
+    s = x_BD.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(x_BD.dtype).tiny)
+    return fn(x_BD / s) * s
 
 
 class SparseAutoencoderModule(nn.Module):
@@ -207,16 +217,32 @@ class SparseAutoencoderModule(nn.Module):
         return None if self.transcoder else self.b_pre
 
     def normalize(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, tuple]:
-        """``x`` normalised by ``input_norm``, and the statistics to undo it."""
+        """``x`` normalised by ``input_norm``, and the statistics to undo it.
+
+        Stds and norms are overflow-free (`_scaled`); a zero row stays zero."""
         if self.input_norm == "layer_norm":
             mu = x_BD.mean(-1, keepdim=True)
-            std = (x_BD - mu).std(-1, keepdim=True)
+            std = _scaled(lambda z: z.std(-1, keepdim=True), x_BD - mu)
             return (x_BD - mu) / (std + 1e-5), (mu, std)
         if self.input_norm == "constant_norm_rescale":
-            coef = self.n_features ** 0.5 / torch.linalg.vector_norm(
-                x_BD, dim=-1, keepdim=True)
-            return x_BD * coef, (coef,)
+            norm = _scaled(lambda z: torch.linalg.vector_norm(z, dim=-1, keepdim=True),
+                           x_BD)
+            norm, root_d = torch.where(norm > 0, norm, 1.0), self.n_features ** 0.5
+            return x_BD / norm * root_d, (root_d / norm,)
         return x_BD, ()
+
+    def _overflows(self, x_BD: torch.Tensor) -> bool:
+        """Whether ``x`` (below float64) or ``b_pre`` has entries beyond
+        ``finfo.max / 2**40``, where encoding could overflow."""
+        x_dt = x_BD.dtype
+        if x_dt == torch.float64 or not (x_BD.is_floating_point() and x_BD.numel()):
+            return False
+        return max(float(torch.linalg.vector_norm(t, ord=math.inf))
+                   for t in (x_BD, self.b_pre.detach())) > torch.finfo(x_dt).max / 2**40
+
+    def _in_float64(self, method: str, x: torch.Tensor) -> torch.Tensor:
+        """``method(x)`` by a float64 copy of the module (cast back)."""
+        return getattr(copy.deepcopy(self).double(), method)(x.double()).to(x.dtype)
 
     def denormalize(self, x_hat_BD: torch.Tensor, stats: tuple) -> torch.Tensor:
         """Undo `normalize` on a reconstruction (``stats`` from `normalize`)."""
@@ -234,11 +260,15 @@ class SparseAutoencoderModule(nn.Module):
         return linear(x_BD if centre is None else x_BD - centre, self.W_enc, bias)
 
     def encode(self, x_BD: torch.Tensor) -> torch.Tensor:
-        """Codes of ``x`` (dense, shape (batch, n_components))."""
+        """Codes of ``x`` (dense, (batch, n_components)); float64 if needed."""
+        if self._overflows(x_BD):
+            return self._in_float64("encode", x_BD)
         return self.activation(self.encode_pre(self.normalize(x_BD)[0]))
 
     def decode(self, codes_BM: torch.Tensor) -> torch.Tensor:
         """``codes @ W_dec + b_pre`` (normalised space; no skip term)."""
+        if not self.training and self._overflows(codes_BM):
+            return self._in_float64("decode", codes_BM)
         return codes_BM @ self.W_dec + self.b_pre
 
     def skip(self, x_BD: torch.Tensor) -> torch.Tensor | None:
@@ -246,7 +276,9 @@ class SparseAutoencoderModule(nn.Module):
         return None if self.W_skip is None else linear(x_BD, self.W_skip)
 
     def forward(self, x_BD: torch.Tensor) -> torch.Tensor:
-        """The reconstruction of ``x`` (a transcoder: the predicted output)."""
+        """Reconstruction of ``x`` (a transcoder: the prediction); float64 if needed."""
+        if self._overflows(x_BD):
+            return self._in_float64("forward", x_BD)
         x_n, stats = self.normalize(x_BD)
         out = self.decode(self.activation(self.encode_pre(x_n)))
         skip = self.skip(x_n)

@@ -350,9 +350,10 @@ class Gated(Activation):
         return pre_BM + self.b_gate.to(pre_BM.dtype)
 
     def forward(self, pre_BM: torch.Tensor) -> torch.Tensor:
+        # where, not relu(mag) * gate: a closed gate on an overflowed mag is 0
         gate = self.gate_pre(pre_BM) > 0
         mag = pre_BM * self.r_mag.exp().to(pre_BM.dtype) + self.b_mag.to(pre_BM.dtype)
-        return torch.relu(mag) * gate
+        return torch.where(gate, torch.relu(mag), 0.0)
 
     def support(self, pre_BM: torch.Tensor) -> torch.Tensor:
         """The open gates: codes and the gate's L1 and auxiliary terms vanish
@@ -367,7 +368,7 @@ class Gated(Activation):
         gate = self.sparse_gate_pre(pre_N, col_N) > 0
         dt = pre_N.dtype
         mag = pre_N * self.r_mag.exp().to(dt)[col_N] + self.b_mag.to(dt)[col_N]
-        return torch.relu(mag) * gate
+        return torch.where(gate, torch.relu(mag), 0.0)
 
     @torch.no_grad()
     def fold_scale_(self, scale: float) -> None:

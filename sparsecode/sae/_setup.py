@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from typing import Any
 
+import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
 from ..nn import ACTIVATIONS
@@ -14,8 +14,12 @@ from .config import TrainConfig
 
 __all__ = ["RegisteredActivation", "sizes", "train_config"]
 
+# parameters that do not change what is trained: where it runs (a checkpoint
+# moves between devices and process counts), what is printed, logged or saved;
+# `log_every` only sets when metrics reach the host (AuxK does not depend on it)
 _NOT_IN_FINGERPRINT = ("verbose", "callback", "checkpoint_dir", "checkpoint_every",
-                       "log_every", "distributed", "distributed_timeout", "resume")
+                       "log_every", "distributed", "distributed_timeout", "resume",
+                       "device")
 _AUTO_STEPS = 2000  # optimizer steps of fit when max_iter is None
 
 
@@ -66,7 +70,8 @@ def train_config(est, source, scale: float, *, partial: bool) -> TrainConfig:
         scale=scale, log_every=est.log_every,
         checkpoint_dir=None if est.checkpoint_dir is None else str(
             est.checkpoint_dir),
-        checkpoint_every=est.checkpoint_every, resume=not partial,
+        checkpoint_every=est.checkpoint_every,
+        resume="restart" if partial else est.resume,
         fingerprint=_fingerprint(est, source), verbose=bool(est.verbose),
     )
 
@@ -77,10 +82,27 @@ def _passes(est, n_batches: int | None) -> int:
     return max(1, math.ceil(_AUTO_STEPS / n_batches)) if n_batches else 1
 
 
-def _fingerprint(est, source) -> str:
-    params = {k: v for k, v in est.get_params().items()
+def _fingerprint(est, source) -> dict[str, Any]:
+    """The parameters and data description a checkpoint must match (JSON values)."""
+    params = {k: _jsonable(v) for k, v in est.get_params(deep=False).items()
               if k not in _NOT_IN_FINGERPRINT}
-    blob = json.dumps([params, source.n_features, source.n_samples,
-                       float(source.sample(256).double().sum())],
-                      sort_keys=True, default=repr)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    data = {"n_features": source.n_features, "n_samples": source.n_samples,
+            "sum_of_first_rows": float(source.sample(256).double().sum())}
+    # through JSON, so that it compares equal to the one read from the checkpoint
+    return json.loads(json.dumps({"params": params, "data": data}))
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON values: a random generator instance (whose state fit
+    consumes) is described by its type, other objects by their ``repr``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.random.RandomState | np.random.Generator):
+        return f"a {type(value).__name__} instance"
+    return repr(value)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["TrainConfig"]
 
@@ -71,11 +72,14 @@ class TrainConfig:
     checkpoint_every: int | None = None
     """Steps between checkpoints (one is always written at the end)."""
 
-    resume: bool = True
-    """Resume from the checkpoint in ``checkpoint_dir`` with ``fingerprint``."""
+    resume: str = "auto"
+    """``"auto"``: resume from the newest good checkpoint in ``checkpoint_dir``
+    recording the same ``fingerprint`` and refuse (``ValueError``) one of
+    another run; ``"restart"``: train from scratch and replace them."""
 
-    fingerprint: str = ""
-    """Identity of the run (parameters and data); only its checkpoints resume."""
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    """Identity of the run: ``{"params": {...}, "data": {...}}`` of JSON values
+    (everything that changes training); only its checkpoints resume."""
 
     verbose: bool = False
     """Show a progress bar (or print progress without tqdm)."""
@@ -111,6 +115,8 @@ class TrainConfig:
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.checkpoint_every is None or self.checkpoint_every >= 1,
              "checkpoint_every must be >= 1 or None"),
+            (self.resume in ("auto", "restart"), "resume must be 'auto' or 'restart'"),
+            (isinstance(self.fingerprint, dict), "fingerprint must be a dict"),
             (all(0 <= b < 1 for b in self.betas), "betas must lie in [0, 1)"),
             (self.eps > 0, "eps must be > 0"),
         ]

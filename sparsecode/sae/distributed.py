@@ -27,6 +27,16 @@ all-reduced when logged, rank 0 alone prints and writes checkpoints (with
 the global metric sums, so a run resumes on any number of processes), and the
 weights are broadcast from rank 0 at the start and the end of training.
 
+Faults. Before the first step of every ``fit`` and ``partial_fit`` the ranks
+check that they agree on the estimator's parameters (`shared_params`: a hash
+first, every rank's values only on a mismatch), so that different ``k``,
+``max_iter`` or ``n_components`` raise the same ValueError on every rank
+instead of training with mixed settings, hanging, or aborting in mismatched
+collectives. Every collective carries ``distributed_timeout`` as its own
+timeout (also the group's when sparsecode initialises it), so a rank that
+stops responding makes the others raise a TimeoutError within about that
+time, whoever initialised the group, and leaves them free to exit.
+
 Why it joins torchrun jobs by itself and does not use
 `DistributedDataParallel`: docs/design.md, section 4.
 
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import os
 import warnings
 from collections.abc import Iterator
@@ -46,7 +57,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DataParallel", "Local", "get_comm", "launched_by_torchrun"]
+from ._collectives import Bounded, check_params, shared_params
+
+__all__ = ["DataParallel", "Local", "get_comm", "launched_by_torchrun",
+           "shared_params"]
 
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -57,7 +71,8 @@ def launched_by_torchrun() -> bool:
             and int(os.environ["WORLD_SIZE"]) > 1)
 
 
-def get_comm(distributed: bool | str, device: torch.device
+def get_comm(distributed: bool | str, device: torch.device, timeout: float = 300.0,
+             params: dict[str, Any] | None = None
              ) -> tuple[Local | DataParallel, torch.device]:
     """The communicator of a ``fit`` and the device of this process.
 
@@ -72,6 +87,13 @@ def get_comm(distributed: bool | str, device: torch.device
     device : torch.device
         The resolved estimator device; a CUDA device without an index becomes
         ``cuda:LOCAL_RANK``.
+    timeout : float, default=300.0
+        Seconds every collective may wait for the other ranks (the
+        estimator's ``distributed_timeout``).
+    params : dict, default=None
+        The estimator's ``get_params()``: when given, the ranks must agree
+        on them first (`DataParallel.check_params`: a ValueError on every
+        rank naming those that differ).
 
     Returns
     -------
@@ -91,14 +113,17 @@ def get_comm(distributed: bool | str, device: torch.device
                     "--nproc_per_node=N script.py`.")
             return Local(), device
         device = _rank_device(device)
-        _init_process_group(device)
+        _init_process_group(device, timeout)
     if dist.get_world_size() == 1:
         return Local(), device
     device = _rank_device(device)
     if device.type == "cpu" and dist.get_backend() == "nccl":
         raise ValueError("The process group uses NCCL, which cannot reduce CPU "
                          "tensors; use a CUDA device or a gloo process group.")
-    return DataParallel(device), device
+    comm = DataParallel(device, timeout)
+    if params is not None:
+        comm.check_params(params)
+    return comm, device
 
 
 def _rank_device(device: torch.device) -> torch.device:
@@ -109,10 +134,11 @@ def _rank_device(device: torch.device) -> torch.device:
     return device
 
 
-def _init_process_group(device: torch.device) -> None:
+def _init_process_group(device: torch.device, timeout: float) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                            timeout=datetime.timedelta(seconds=timeout))
     atexit.register(_destroy)
 
 
@@ -127,6 +153,9 @@ class Local:
     rank = 0
     world_size = 1
     is_main = True
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Nothing to compare with one process."""
 
     def check_batch_size(self, batch_size: int) -> None:
         """Nothing to check with one process."""
@@ -181,16 +210,25 @@ class DataParallel(Local):
     ----------
     device : torch.device
         Where this rank trains (and where collectives run).
+    timeout : float, default=300.0
+        Seconds each collective may wait for the other ranks.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+    def __init__(self, device: torch.device, timeout: float = 300.0) -> None:
+        self.device, self.coll = device, Bounded(device, timeout)
+        self.rank, self.world_size = self.coll.rank, self.coll.world_size
         self.is_main = self.rank == 0
         self.global_rows = self.local_rows = 0
         self._warned = False
 
     # ------------------------------------------------------------- set-up
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Raise (on every rank) a ValueError naming the parameters that differ.
+
+        ``params`` is ``estimator.get_params()``; see `shared_params`.
+        """
+        check_params(self.coll, params)
+
     def check_batch_size(self, batch_size: int) -> None:
         """Raise unless ``batch_size`` splits evenly over the ranks."""
         if batch_size % self.world_size:
@@ -203,8 +241,7 @@ class DataParallel(Local):
     def check_same(self, values: list[float], what: str) -> None:
         """Raise (on every rank) unless ``values`` are equal on all ranks."""
         mine = torch.tensor(values, dtype=torch.float64, device=self.device)
-        every = [torch.empty_like(mine) for _ in range(self.world_size)]
-        dist.all_gather(every, mine)
+        every = self.coll.all_gather(mine, "a consistency check")
         if not all(torch.equal(every[0], v) for v in every[1:]):
             raise ValueError(
                 f"{what} differs between the {self.world_size} processes: "
@@ -220,17 +257,17 @@ class DataParallel(Local):
 
     def broadcast_floats(self, values: list[float]) -> list[float]:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.broadcast(t, src=0)
+        self.coll.broadcast(t, "the broadcast of the seeds")
         return t.tolist()
 
     @torch.no_grad()
     def broadcast_module(self, module: torch.nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every rank."""
         for t in [*module.parameters(), *module.buffers()]:
-            dist.broadcast(t.data, src=0)
+            self.coll.broadcast(t.data, "the broadcast of the weights")
 
     def barrier(self) -> None:
-        dist.barrier()
+        self.coll.all_reduce(torch.zeros(1, device=self.device), "a barrier")
 
     @contextlib.contextmanager
     def attach(self, model: torch.nn.Module) -> Iterator[None]:
@@ -279,7 +316,7 @@ class DataParallel(Local):
         dtype = grads[0].dtype if grads else x.dtype
         parts = [g.reshape(-1) for g in grads] + [fired.to(dtype), x.sum(0)]
         flat = torch.cat([p.to(dtype) for p in parts])
-        dist.all_reduce(flat)
+        self.coll.all_reduce(flat, "the gradient all-reduce of a training step")
         pos = 0
         for g in grads:
             g.copy_(flat[pos:pos + g.numel()].view_as(g))
@@ -293,13 +330,13 @@ class DataParallel(Local):
             return acc
         names = sorted(acc)  # the same order on every rank
         total = torch.stack([acc[k] for k in names])
-        dist.all_reduce(total)
+        self.coll.all_reduce(total, "the all-reduce of the metrics")
         summed = dict(zip(names, total.unbind(), strict=True))
         return {k: summed[k] for k in acc}
 
     def any(self, flag: Any) -> bool:
         t = torch.tensor([float(bool(flag))], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        self.coll.all_reduce(t, "the stop vote of the callbacks", op=dist.ReduceOp.MAX)
         return bool(t.item())
 
     @torch.no_grad()
@@ -315,6 +352,5 @@ class DataParallel(Local):
         mine = values.topk(min(n_keep, values.numel()), sorted=False).values
         if mine.numel() < n_keep:
             mine = torch.cat([mine, mine.new_full((n_keep - mine.numel(),), -1.0)])
-        every = [torch.empty_like(mine) for _ in range(self.world_size)]
-        dist.all_gather(every, mine)
+        every = self.coll.all_gather(mine, "the BatchTopK all-gather")
         return torch.cat(every).topk(n_keep, sorted=False).values

@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ..base import BaseSparseEstimator, DeviceOption
 from ..metrics import fvu
 from ..nn import ACTIVATIONS, SparseAutoencoderModule
+from ._checkpoint import check_checkpoint_dir
 from ._setup import RegisteredActivation, sizes, train_config
 from .distributed import get_comm
 from .sources import make_source
@@ -235,7 +236,8 @@ class SparseAutoencoder(BaseSparseEstimator):
     # ---------------------------------------------------------------- setup
     def _comm(self):
         """This fit's communicator (`sparsecode.sae.distributed`); sets the device."""
-        comm, self._device = get_comm(self.distributed, self._device)
+        comm, self._device = get_comm(self.distributed, self._device,
+                                      self.distributed_timeout, self.get_params())
         comm.check_batch_size(self.batch_size)
         return comm
 
@@ -334,6 +336,7 @@ class SparseAutoencoder(BaseSparseEstimator):
             self._validate_params()
             self._setup_device()
         comm = self._comm()
+        check_checkpoint_dir(self.checkpoint_dir, comm)  # before any setup or step
         source = self._source(X, Y, reset=first)
         if first:
             state, scale = self._build(source, comm)

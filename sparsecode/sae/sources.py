@@ -8,27 +8,39 @@ exactly, which is how checkpoints resume. Under data-parallel training,
 ``batches(gen, shard=f)`` yields only ``f(batch)`` of each global batch (for
 arrays and memmaps ``f`` is applied to the row indices, so only this process's
 rows are read); see `sparsecode.sae.distributed`.
+
+Numerics: the mean squared row norm that sets the input scale is computed
+without overflow (`sparsecode.base.safe_rms`); a scale float64 cannot hold
+raises ``ValueError``. Float32 data too small to be normalised in float32 (a
+scale above ``2**64``: subnormal values) is trained in float64 when ``dtype``
+is None (`widen`), else raises ``ValueError``. `make_source` also refuses,
+before allocating, an SAE whose weights, gradients and Adam moments cannot fit
+in the device's memory (`check_sae_memory`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..base import torch_dtype
+from ..base import as_real_tensor, check_memory, finite, safe_rms, torch_dtype
 
 __all__ = [
     "IterableBatches",
     "MemmapBatches",
     "TensorBatches",
+    "check_sae_memory",
     "make_source",
+    "widen",
 ]
 
 _SAMPLE_ROWS = 4096  # rows used to initialise b_pre
 _NORM_ROWS = 100_000  # rows used to estimate the input scale
+_MAX_SCALE_F32 = 2.0**64  # larger input scales train in float64 (`widen`)
 
 
 def _spread(n: int, n_max: int) -> np.ndarray:
@@ -37,9 +49,50 @@ def _spread(n: int, n_max: int) -> np.ndarray:
 
 
 def _mean_sq_norm(rows: torch.Tensor) -> float:
-    """Mean squared norm of the rows, accumulated in float64 (no float64 copy)."""
-    norms = torch.linalg.vector_norm(rows, dim=1, dtype=torch.float64)
-    return float((norms * norms).mean())
+    """Mean squared norm of the rows, without overflow or underflow.
+
+    Raises ``ValueError`` when the input scale ``sqrt(n_features / msn)`` of
+    nonzero rows is not a finite float64 (values near 1e154 or below 1e-154).
+    """
+    d = rows.shape[1]
+    rms = safe_rms(rows)
+    msn = d * rms * rms
+    if rms > 0 and not (0 < msn < math.inf and math.isfinite(d / msn)):
+        raise ValueError(
+            f"X has a root-mean-square entry of {rms:.3g}, whose input scale "
+            f"(normalize_input=True) is not representable in float64: rescale X "
+            "(e.g. divide it by its largest absolute value) before fitting.")
+    return msn
+
+
+def _check_cast(t: torch.Tensor, what: str = "X") -> torch.Tensor:
+    """``t`` after a cast, or ``ValueError`` if the cast overflowed."""
+    if not finite(t):
+        raise ValueError(
+            f"Input {what} contains NaN or infinity, or values beyond the range "
+            f"of {str(t.dtype).replace('torch.', '')} (the dtype parameter): pass "
+            "dtype='float64' or rescale X.")
+    return t
+
+
+def widen(src, allowed: bool, first_col: int = 0) -> None:
+    """Hold ``src`` in float64 when float32 cannot hold its normalised rows.
+
+    ``allowed`` is False when the estimator's ``dtype`` fixes the precision;
+    such data then raises ``ValueError``. ``first_col`` is where the columns
+    that set the scale begin (a transcoder's targets).
+    """
+    if src.dtype in (None, torch.float64):
+        return
+    msn = src.mean_sq_norm(first_col) if first_col else src.mean_sq_norm()
+    if msn == 0 or math.sqrt((src.n_features - first_col) / msn) <= _MAX_SCALE_F32:
+        return
+    if not allowed:
+        raise ValueError(
+            f"X is too small in magnitude to be normalised in {src.dtype} (the "
+            f"input scale exceeds 2**64, e.g. subnormal values): use dtype=None or "
+            f"'float64', or rescale X.")
+    src.cast(torch.float64)
 
 
 class TensorBatches:
@@ -55,6 +108,16 @@ class TensorBatches:
         self.X = X
         self.batch_size = int(batch_size)
         self.n_samples, self.n_features = X.shape
+        self._msn: dict[int, float] = {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the batches."""
+        return self.X.dtype
+
+    def cast(self, dtype: torch.dtype) -> None:
+        """Hold (and yield) the rows in ``dtype`` (`widen`, `make_source`)."""
+        self.X = _check_cast(self.X.to(dtype))
 
     @property
     def n_batches(self) -> int:
@@ -87,10 +150,12 @@ class TensorBatches:
 
     def mean_sq_norm(self, first_col: int = 0) -> float:
         """Mean squared row norm (on up to 100k evenly spaced rows) of the
-        columns from ``first_col`` on."""
-        rows = (self.X if self.n_samples <= _NORM_ROWS and torch.is_tensor(self.X)
-                else self._rows(_spread(self.n_samples, _NORM_ROWS)))
-        return _mean_sq_norm(rows[:, first_col:])
+        columns from ``first_col`` on (computed once)."""
+        if first_col not in self._msn:
+            rows = (self.X if self.n_samples <= _NORM_ROWS and torch.is_tensor(self.X)
+                    else self._rows(_spread(self.n_samples, _NORM_ROWS)))
+            self._msn[first_col] = _mean_sq_norm(rows[:, first_col:])
+        return self._msn[first_col]
 
 
 class MemmapBatches(TensorBatches):
@@ -105,7 +170,17 @@ class MemmapBatches(TensorBatches):
         self.X = X
         self.batch_size = int(batch_size)
         self.n_samples, self.n_features = X.shape
-        self.device, self.dtype = device, dtype
+        self.device, self._dtype = device, dtype
+        self._msn = {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the batches."""
+        return self._dtype
+
+    def cast(self, dtype: torch.dtype) -> None:
+        """Yield the rows in ``dtype``."""
+        self._dtype = dtype
 
     def _perm(self, gen: torch.Generator) -> torch.Tensor:
         return torch.randperm(self.n_samples, generator=gen)
@@ -114,7 +189,10 @@ class MemmapBatches(TensorBatches):
         rows = np.asarray(self.X[np.asarray(index)])
         if not np.isfinite(rows).all():
             raise ValueError("Input X contains NaN or infinity.")
-        return torch.from_numpy(rows).to(device=self.device, dtype=self.dtype)
+        if not rows.dtype.isnative:
+            rows = rows.astype(rows.dtype.newbyteorder("="))
+        return _check_cast(torch.from_numpy(rows).to(device=self.device,
+                                                     dtype=self.dtype))
 
 
 class IterableBatches:
@@ -152,10 +230,16 @@ class IterableBatches:
         self.n_samples = None
         self.n_batches = None
         self._first_pass_used = False
+        self._msn: float | None = None
+
+    def cast(self, dtype: torch.dtype) -> None:
+        """Yield the batches in ``dtype``."""
+        self.dtype = dtype
+        self._peeked = [_check_cast(t.to(dtype), "batch") for t in self._peeked]
 
     def _check(self, chunk: Any) -> torch.Tensor:
         """Validate one chunk (on its own device) and move it to ``device``."""
-        t = chunk if torch.is_tensor(chunk) else torch.as_tensor(np.asarray(chunk))
+        t = as_real_tensor(chunk, "batch")
         if t.ndim != 2 or t.shape[0] == 0:
             raise ValueError(
                 f"Each batch must be a non-empty 2-D array, got shape {tuple(t.shape)}."
@@ -171,7 +255,7 @@ class IterableBatches:
             )
         if not bool(torch.isfinite(t).all()):
             raise ValueError("Input batch contains NaN or infinity.")
-        return t.to(device=self.device, dtype=self.dtype)
+        return _check_cast(t.to(device=self.device, dtype=self.dtype), "batch")
 
     def _chunks(self) -> Iterator[torch.Tensor]:
         if self._one_shot:
@@ -208,8 +292,10 @@ class IterableBatches:
         return torch.cat(rows)[:n_max]
 
     def mean_sq_norm(self) -> float:
-        """Mean squared row norm of the first rows of the stream."""
-        return _mean_sq_norm(self.sample(_NORM_ROWS))
+        """Mean squared row norm of the first rows of the stream (computed once)."""
+        if self._msn is None:
+            self._msn = _mean_sq_norm(self.sample(_NORM_ROWS))
+        return self._msn
 
     def batches(self, gen: torch.Generator, start: int = 0,
                 shard: Callable | None = None) -> Iterator[torch.Tensor]:
@@ -260,25 +346,49 @@ def _check_width(est, n_features: int, reset: bool) -> None:
         )
 
 
+def check_sae_memory(est, n_features: int, n_outputs: int, dtype: torch.dtype
+                     ) -> None:
+    """``ValueError`` before building an SAE that cannot fit on its device.
+
+    At least the encoder and decoder, their gradients and Adam's two moments
+    (``4 * m * (n_features + n_outputs)`` numbers) and one batch of
+    pre-activations (``batch_size * m``) are held at once.
+    """
+    m = est.n_components or 8 * n_features
+    numbers = 4.0 * m * (n_features + n_outputs) + float(est.batch_size) * m
+    check_memory(numbers * torch.empty((), dtype=dtype).element_size(),
+                 param="n_components", value=m, device=est._device)
+
+
 def make_source(est, X: Any, *, reset: bool):
     """Validate ``X`` for estimator ``est`` and wrap it as a batch source.
 
     A `numpy.memmap` larger than a batch is read batch by batch; an iterable
     that is not array-like is streamed; anything else is validated by the
-    estimator (``_validate_input``) and held as a tensor on its device.
+    estimator (``_validate_input``) and held as a tensor on its device. A
+    first fit also checks the memory the model needs (`check_sae_memory`)
+    and the precision the input scale needs (`widen`); later ones yield the
+    fitted model's dtype.
     """
     dtype = None if est.dtype is None else torch_dtype(est.dtype)
     bs = est.batch_size
     if isinstance(X, np.memmap) and X.ndim == 2 and X.shape[0] > bs:
         if X.dtype.kind not in "fiu":
-            raise TypeError(f"memmap dtype must be numeric, got {X.dtype}.")
+            raise TypeError(f"memmap dtype must be real numbers, got {X.dtype}.")
         _check_width(est, X.shape[1], reset)
         d = dtype or (torch.float32 if X.dtype == np.float32 else torch.float64)
-        return MemmapBatches(X, bs, est._device, d)
-    if _is_stream(X):
+        src = MemmapBatches(X, bs, est._device, d)
+    elif _is_stream(X):
         src = IterableBatches(X, bs, est._device, dtype)
         src.sample(1)
         _check_width(est, src.n_features, reset)
-        return src
-    Xt, _ = est._validate_input(X, reset=reset)
-    return TensorBatches(Xt if dtype is None else Xt.to(dtype), bs)
+    else:
+        Xt, _ = est._validate_input(X, reset=reset)
+        src = TensorBatches(Xt if dtype is None else _check_cast(Xt.to(dtype)), bs)
+    if reset:
+        check_sae_memory(est, src.n_features, src.n_features, src.dtype)
+        if est.normalize_input:
+            widen(src, allowed=dtype is None)
+    elif src.dtype != (fitted := torch_dtype(est.components_.dtype)):
+        src.cast(fitted)
+    return src

@@ -4,7 +4,8 @@ The module, the Adam optimizer (or its state dict), the step/sample/pass
 counters, the data-order RNG, the dead-latent counters and the metric sums of
 the current logging window. It pickles with all tensors on the CPU and turns
 into (and back from) the tensors + JSON metadata of an atomic checkpoint
-(`sparsecode.sae._checkpoint`).
+(`sparsecode.sae._checkpoint`), which it checks against its own module and
+optimizer before loading it (`TrainState.check_checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from ..nn import SparseAutoencoderModule
 from .config import TrainConfig
 
 __all__ = ["TrainState"]
+
+#: metadata of a checkpoint, with the JSON types of their values
+_META = {"step": int, "samples": int, "pass_index": int, "pass_position": int,
+         "acc_steps": int, "acc_samples": int, "history": list,
+         "elapsed": (int, float), "param_groups": list, "aux_on": bool}
+_ADAM = ("step", "exp_avg", "exp_avg_sq")  # Adam's state of each parameter
 
 
 class TrainState:
@@ -36,7 +43,7 @@ class TrainState:
         device = model.W_dec.device
         self.since_fired = torch.zeros(model.n_components, dtype=torch.long,
                                        device=device)
-        self.aux_on = False
+        self.aux_on = False  # whether AuxK runs (see training._run_pass)
         self.acc: dict[str, torch.Tensor] = {}
         self.acc_steps = self.acc_samples = 0
         self.history: list[dict] = []
@@ -110,10 +117,72 @@ class TrainState:
         tensors["rng.pass"] = self.pass_rng
         groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
                   for g in (opt or {}).get("param_groups", [])]
-        meta = {k: getattr(self, k) for k in ("samples", "pass_index", "pass_position",
-                                              "aux_on", "acc_steps", "acc_samples",
-                                              "history", "elapsed")}
+        meta = {k: getattr(self, k) for k in _META if k not in ("step", "param_groups")}
         return tensors, {**meta, "param_groups": groups}
+
+    def check_checkpoint(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Raise ``ValueError`` saying what in a checkpoint does not fit this state.
+
+        Checks the metadata, that every module tensor is there with the
+        module's shape and dtype, that the optimizer state is complete and
+        shaped like the parameters, the counters and RNG states, and that
+        every floating tensor is finite.
+
+        Parameters
+        ----------
+        tensors : dict of str to Tensor
+            As written by `to_checkpoint` (with the metric sums).
+        meta : dict
+            Its metadata, with ``"step"``.
+        """
+        for key, kind in _META.items():
+            val = meta.get(key)
+            if not isinstance(val, kind) or (kind is not bool and (
+                    isinstance(val, bool) or isinstance(val, int) and val < 0)):
+                raise ValueError(f"its metadata has no valid {key!r} ({val!r})")
+        model = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        unknown = sorted(k for k in tensors
+                         if k.startswith("model.") and k not in model)
+        if unknown:
+            raise ValueError(f"{unknown} are not tensors of this model")
+        for key, ref in model.items():
+            _check_like(tensors, key, ref)
+        ours = self.param_groups()
+        theirs = meta["param_groups"]
+        if len(theirs) != len(ours) or any(
+                not isinstance(g, dict) or len(g.get("params", ())) != len(o["params"])
+                for g, o in zip(theirs, ours, strict=False)):
+            raise ValueError("its optimizer parameter groups do not fit this model")
+        params = [p for g in ours for p in g["params"]]
+        adam: dict[int, set] = {}
+        for key in tensors:
+            if key.startswith("opt."):
+                _, i, name = (key.split(".", 2) + ["", ""])[:3]
+                if not i.isdigit() or int(i) >= len(params) or name not in _ADAM:
+                    raise ValueError(f"{key} is not Adam state of this model")
+                adam.setdefault(int(i), set()).add(name)
+        if meta["step"] > 0 and not adam:
+            raise ValueError("it holds no optimizer state")
+        for i, names in sorted(adam.items()):
+            lacking = [f"opt.{i}.{n}" for n in _ADAM if n not in names]
+            if lacking:
+                raise ValueError(f"its optimizer state lacks {lacking}")
+            for name in ("exp_avg", "exp_avg_sq"):
+                _check_like(tensors, f"opt.{i}.{name}", params[i].detach())
+            if tensors[f"opt.{i}.step"].numel() != 1:
+                raise ValueError(f"opt.{i}.step is not a scalar")
+            if (tensors[f"opt.{i}.exp_avg_sq"] < 0).any():
+                raise ValueError(f"opt.{i}.exp_avg_sq has negative values")
+        _check_like(tensors, "since_fired", self.since_fired)
+        if (tensors["since_fired"] < 0).any():
+            raise ValueError("since_fired has negative values")
+        for key in ("rng.data", "rng.pass"):
+            _check_like(tensors, key, self.pass_rng)
+        for key, t in tensors.items():
+            if key.startswith("acc.") and t.shape != ():
+                raise ValueError(f"{key} is not a scalar")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{key} holds non-finite values (NaN or inf)")
 
     def load_checkpoint(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         """Restore the state written by `to_checkpoint`."""
@@ -133,9 +202,22 @@ class TrainState:
         self.data_gen.set_state(tensors["rng.data"])
         self.pass_rng = tensors["rng.pass"]
         self.step = int(meta["step"])
-        for k in ("samples", "pass_index", "pass_position", "aux_on", "acc_steps",
-                  "acc_samples", "history", "elapsed"):
-            setattr(self, k, meta[k])
+        for k in _META:
+            if k not in ("step", "param_groups"):
+                setattr(self, k, meta[k])
+
+
+def _check_like(tensors: dict[str, torch.Tensor], key: str,
+                ref: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``tensors[key]`` has ``ref``'s shape and dtype."""
+    if key not in tensors:
+        raise ValueError(f"it lacks the tensor {key}")
+    t = tensors[key]
+    if t.dtype != ref.dtype:
+        raise ValueError(f"{key} is {t.dtype}, not {ref.dtype} as in this model")
+    if t.shape != ref.shape:
+        raise ValueError(f"{key} has shape {list(t.shape)}, not {list(ref.shape)} "
+                         "as in this model")
 
 
 def _to_cpu(obj):

@@ -7,9 +7,13 @@ its ``loss_terms`` (summed and logged, `sparsecode.nn.losses`) and its
 row removed before the step, rows renormalised after it). The loop also does
 learning-rate warm-up and linear decay, sparsity-coefficient warm-up,
 gradient-norm clipping, optional bf16 autocast, dead-latent tracking counted in
-samples (which feeds AuxK), logging every ``log_every`` steps (the only host
-synchronisations), a progress bar, and atomic checkpoints from which a run
-resumes to the same weights as an uninterrupted one.
+samples (which turns AuxK on once a latent is dead, checked after every
+quarter of the dead window so that training does not depend on when metrics
+are logged), logging every ``log_every`` steps (the
+only host synchronisations; a non-finite loss stops training with a
+`FloatingPointError`), a progress bar, and atomic, verified checkpoints
+(`sparsecode.sae._checkpoint`) from which a run resumes to the same weights as
+an uninterrupted one.
 
 Under ``torch.distributed`` a communicator (`sparsecode.sae.distributed`) makes
 each process train on its share of every global batch with the gradients,
@@ -20,13 +24,15 @@ its hooks are the identity.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 
 import torch
 
+from ..base import DivergenceError
 from ..nn import TrainOutput, sae_losses
-from ._checkpoint import read_checkpoint, write_checkpoint
+from ._checkpoint import CheckpointFolder, check_checkpoint_dir, resume_from
 from .config import TrainConfig
 from .distributed import Local
 from .state import TrainState
@@ -67,6 +73,8 @@ def _train_step(state: TrainState, batch: torch.Tensor, config: TrainConfig,
     x, y = split_batch(model, batch)
     if model.input_norm != "none":  # (models read from SAELens; y is x here)
         x = y = model.normalize(x)[0]
+    # AuxK runs once a latent is dead: checked after every quarter of the dead
+    # window (in samples, so that training does not depend on log_every)
     use_aux = (state.aux_on and config.k_aux > 0
                and "auxk" in model.activation.loss_terms)
     dead = state.since_fired >= config.dead_window if use_aux else None
@@ -167,10 +175,8 @@ def _log(state: TrainState, config: TrainConfig, comm: Local) -> dict:
     acc = comm.sum_dict(state.acc)
     names = list(acc)
     dead = state.since_fired >= config.dead_window
-    stacked = torch.stack([acc[k] for k in names]
-                          + [dead.double().mean(), dead.any().double()])
-    values = dict(zip(names + ["dead_fraction", "any_dead"], stacked.tolist(),
-                      strict=True))
+    stacked = torch.stack([acc[k] for k in names] + [dead.double().mean()])
+    values = dict(zip(names + ["dead_fraction"], stacked.tolist(), strict=True))
     steps, n = max(state.acc_steps, 1), max(state.acc_samples, 1)
     entry = {"step": state.step, "samples": state.samples,
              "lr": config.learning_rate * lr_factor(state.step - 1, config)}
@@ -180,10 +186,41 @@ def _log(state: TrainState, config: TrainConfig, comm: Local) -> dict:
     entry["l0"] = values["nnz"] / n
     entry["dead_fraction"] = values["dead_fraction"]
     entry["time"] = state.elapsed
-    state.aux_on = bool(values["any_dead"])
     state.history.append(entry)
     state.acc, state.acc_steps, state.acc_samples = {}, 0, 0
+    if not math.isfinite(entry["loss"]):
+        raise _diverged(state, config, f"the mean loss of the last {steps} steps "
+                        f"is {entry['loss']}")
     return entry
+
+
+def _diverged(state: TrainState, config: TrainConfig, what: str
+              ) -> DivergenceError:
+    """The error of a diverged run, naming the parameters to lower."""
+    act = state.model.activation
+    name = getattr(act, "name", type(act).__name__)
+    lr = f"learning_rate (now {config.learning_rate:g}"
+    if name in ("jumprelu", "gated"):
+        lr += f"; {name} SAEs often need a lower one than the TopK family"
+    clip = (f"max_grad_norm (now {config.max_grad_norm:g})" if config.max_grad_norm
+            else "set max_grad_norm (now None: no gradient clipping)")
+    extra = ""
+    if float(act.lr_scale) != 1.0 and any(True for _ in act.parameters()):
+        extra = (f", or activation_params['lr_scale'] (now {act.lr_scale:g}: the "
+                 f"learning-rate multiplier of the {name} thresholds)")
+    return DivergenceError(
+        f"Training diverged at step {state.step}: {what}. Lower {lr}) or "
+        f"{clip}{extra}.")
+
+
+def _check_finite(state: TrainState, config: TrainConfig,
+                  tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Raise `_diverged` if a floating tensor is not finite (host syncs)."""
+    bad = [k for k, v in tensors.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise _diverged(state, config, f"{', '.join(bad)} hold non-finite values "
+                        f"{where}")
 
 
 class _Progress:
@@ -236,9 +273,9 @@ def fit_loop(
     Parameters
     ----------
     state : TrainState
-        Fresh (from initialisation) or continuing; replaced by the checkpoint
-        in ``config.checkpoint_dir`` when ``config.resume`` and its
-        fingerprint matches.
+        Fresh (from initialisation) or continuing; replaced by the newest
+        good checkpoint in ``config.checkpoint_dir`` when ``config.resume`` is
+        ``"auto"`` (see `TrainConfig`).
     source : TensorBatches, MemmapBatches or IterableBatches
     config : TrainConfig
     callback : callable, default=None
@@ -250,10 +287,25 @@ def fit_loop(
     Returns
     -------
     TrainState
+
+    Raises
+    ------
+    ValueError
+        Before any step, when ``checkpoint_dir`` cannot be written, holds the
+        checkpoint of another run (``resume="auto"``; nothing is deleted) or
+        none that is usable.
+    FloatingPointError
+        When training diverges: a logged loss, or the weights at a checkpoint
+        or at the end, are not finite.
     """
     comm = Local() if comm is None else comm
-    if config.checkpoint_dir and config.resume:
-        _maybe_resume(state, config, comm)
+    folder = None
+    if config.checkpoint_dir:
+        check_checkpoint_dir(config.checkpoint_dir, comm)
+        folder = CheckpointFolder(config.checkpoint_dir, config.fingerprint)
+        resume_from(folder, state, config, comm)
+        if comm.is_main:
+            folder.remove_temporary_files()
     comm.broadcast_module(state.model)
     opt = state.ensure_optimizer(config)
     state.model.train()
@@ -265,15 +317,18 @@ def fit_loop(
                     state.pass_rng = state.data_gen.get_state()
                 else:
                     state.data_gen.set_state(state.pass_rng)
-                if _run_pass(state, source, config, opt, progress, callback, comm):
+                if _run_pass(state, source, config, opt, progress, callback, comm,
+                             folder):
                     break
                 if state.pass_position == 0:  # an exhausted one-shot iterator
                     break
                 state.pass_index, state.pass_position = state.pass_index + 1, 0
             if state.acc_steps:
                 progress.update(_log(state, config, comm))
-            if config.checkpoint_dir:
-                _save(state, config, comm)
+            _check_finite(state, config, state.model.state_dict(),
+                          "at the end of training")
+            if folder is not None:
+                _save(state, config, comm, folder)
                 comm.barrier()  # the next fit may read it on any rank
         comm.broadcast_module(state.model)
     finally:
@@ -282,12 +337,19 @@ def fit_loop(
     return state
 
 
-def _run_pass(state, source, config, opt, progress, callback, comm) -> bool:
+def _run_pass(state, source, config, opt, progress, callback, comm, folder
+              ) -> bool:
     """One pass over ``source``; True when training must stop."""
     t0 = time.perf_counter()
     for batch in comm.batches(source, state.data_gen, start=state.pass_position):
+        before = state.samples
         _train_step(state, batch, config, opt, comm)
         state.pass_position += 1
+        # a quarter of the dead window seen: is a latent dead? (one host sync;
+        # the dead counters, hence the answer, agree on every rank)
+        quarter = max(1, config.dead_window // 4)
+        if state.samples // quarter != before // quarter:
+            state.aux_on = bool((state.since_fired >= config.dead_window).any())
         if state.step % config.log_every == 0:
             state.elapsed += time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -295,31 +357,23 @@ def _run_pass(state, source, config, opt, progress, callback, comm) -> bool:
             progress.update(entry)
             if callback is not None and comm.any(callback(entry)):
                 return True
-        if (config.checkpoint_dir and config.checkpoint_every
+        if (folder is not None and config.checkpoint_every
                 and state.step % config.checkpoint_every == 0):
-            _save(state, config, comm)
+            _save(state, config, comm, folder)
     state.elapsed += time.perf_counter() - t0
     return False
 
 
-def _save(state: TrainState, config: TrainConfig, comm: Local) -> None:
-    """Checkpoint with the metric sums of all ranks, written by rank 0 alone."""
+def _save(state: TrainState, config: TrainConfig, comm: Local,
+          folder: CheckpointFolder) -> None:
+    """Checkpoint with the metric sums of all ranks, written by rank 0 alone.
+
+    Every rank checks that the tensors are finite first (they are equal on
+    all ranks): a diverged run is never checkpointed.
+    """
     acc = comm.sum_dict(state.acc)
+    tensors, meta = state.to_checkpoint()
+    tensors.update({f"acc.{k}": v for k, v in acc.items()})
+    _check_finite(state, config, tensors, f"at the checkpoint of step {state.step}")
     if comm.is_main:
-        tensors, meta = state.to_checkpoint()
-        tensors.update({f"acc.{k}": v for k, v in acc.items()})
-        write_checkpoint(config.checkpoint_dir, state.step, tensors,
-                         {**meta, "fingerprint": config.fingerprint})
-
-
-def _maybe_resume(state: TrainState, config: TrainConfig, comm: Local) -> None:
-    found = read_checkpoint(config.checkpoint_dir)
-    if found is not None and found[1].get("fingerprint") != config.fingerprint:
-        found = None
-    comm.check_same([-1 if found is None else found[1]["step"]],
-                    "The checkpoint step found in checkpoint_dir (which must be "
-                    "on a file system shared by all processes)")
-    if found is not None:
-        state.load_checkpoint(*found)
-        if not comm.is_main:  # rank 0 holds the global metric sums
-            state.acc = {k: torch.zeros_like(v) for k, v in state.acc.items()}
+        folder.write(state.step, tensors, meta)

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from sklearn.utils import check_array
 
-from ..base import torch_dtype
+from ..base import check_tensor, torch_dtype
 from ..metrics import fvu
 from .estimator import SparseAutoencoder
-from .sources import TensorBatches
+from .sources import TensorBatches, widen
 
 __all__ = ["Transcoder"]
 
@@ -104,8 +104,8 @@ verbose, distributed, distributed_timeout
                              "the target y is None: fit(X, y) with y the outputs "
                              "to reconstruct.")
         if isinstance(Y, torch.Tensor):
-            Yt = Y.detach()
-            if not Yt.is_floating_point() or Yt.is_complex():
+            Yt = check_tensor(Y, "Y")
+            if not Yt.is_floating_point():
                 raise TypeError(f"Y must be a real floating tensor, got {Yt.dtype}.")
         else:
             Yt = torch.as_tensor(check_array(Y, ensure_2d=False, dtype=[
@@ -132,7 +132,23 @@ verbose, distributed, distributed_timeout
         XY = torch.cat([Xt, self._targets(Y, Xt, reset)], 1)
         if self.dtype is not None:
             XY = XY.to(torch_dtype(self.dtype))
-        return TensorBatches(XY, self.batch_size)
+        src = TensorBatches(XY, self.batch_size)
+        widen(src, allowed=self.dtype is None, first_col=self.n_features_in_)
+        if reset and self.normalize_input:
+            self._check_scales(XY)
+        return src
+
+    def _check_scales(self, XY: torch.Tensor) -> None:
+        """Refuse X so much larger than Y that Y's input scale overflows it."""
+        d = self.n_features_in_
+        rms = [float(torch.linalg.vector_norm(part, dtype=torch.float64)
+                     / max(1, part.shape[0]) ** 0.5) for part in (XY[:, :d], XY[:, d:])]
+        limit = 1e8 if XY.dtype != torch.float64 else 1e100
+        if rms[1] > 0 and rms[0] > limit * rms[1]:
+            raise ValueError(
+                f"X's rows are {rms[0] / rms[1]:.3g} times larger than y's (RMS norm "
+                f"{rms[0]:.3g} vs {rms[1]:.3g}); y sets the input scale, so X would "
+                "overflow in training: rescale X (or pass normalize_input=False).")
 
     def _module_options(self) -> dict:
         return {"n_outputs": self.n_outputs_,

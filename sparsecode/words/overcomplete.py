@@ -9,6 +9,14 @@ averaging on each word's code), batched over words; the numerics are in
 `sparsecode.words.rda`. ``nonnegative`` codes and method B's binarised
 vectors follow the public code; ``positive_dict`` adds ``D >= 0``. Why the
 batching, scale and initialisation are as they are: docs/design.md, section 5.
+
+Numerics: the scale is computed without overflow (`sparsecode.base.safe_rms`).
+Float32 data whose squares float32 cannot hold (values beyond
+``sqrt(finfo.max / (16 * n_features))`` or a root-mean-square entry below
+``2**-59``) is fitted in float64, with float64 attributes; ``transform``
+computes in float64 whenever the attributes are float64 or X's squares would
+overflow, and returns X's dtype. Float64 data beyond that range raises
+``ValueError``, and so does training that diverges (``learning_rate``).
 """
 
 from __future__ import annotations
@@ -22,7 +30,14 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._utils import make_generator
-from ..base import BaseSparseEstimator, DeviceOption
+from ..base import (
+    BaseSparseEstimator,
+    DeviceOption,
+    DivergenceError,
+    finite,
+    safe_rms,
+    torch_dtype,
+)
 from ..dictionary.coding import encode_chunks, warn_not_converged
 from .rda import init_atoms, lasso_codes, rda_codes, rda_epoch
 
@@ -34,6 +49,14 @@ _AUTO_ALPHA = 0.2  # default lambda = this * mean ||x||^2 * sqrt(50 / n_features
 def _target_rms(n_features: int) -> float:
     """The rms entry of X inside the optimiser: ``sqrt(max(d, 50)) / 50``."""
     return math.sqrt(max(n_features, 50)) / 50.0
+
+
+def _squares_fit(X: torch.Tensor, rms: float | None = None) -> bool:
+    """Whether X's squares (and those of its rms entry) fit X's dtype."""
+    limit = math.sqrt(torch.finfo(X.dtype).max / (16 * X.shape[1]))
+    if float(torch.linalg.vector_norm(X, ord=math.inf)) > limit:
+        return False
+    return rms is None or rms == 0 or rms > math.sqrt(torch.finfo(X.dtype).tiny) * 2**4
 
 
 class SparseOvercompleteVectors(BaseSparseEstimator):
@@ -159,17 +182,34 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         self.verbose = verbose
 
     # ----------------------------------------------------------------- state
-    def _start(self, X: torch.Tensor) -> None:
-        """Reset: scale, penalty, word order, initial atoms, accumulators."""
+    def _max_abs_input(self, X: torch.Tensor) -> float | None:
+        # float32 data beyond the default range is fitted in float64 (`_start`)
+        return None if X.dtype != torch.float64 else super()._max_abs_input(X)
+
+    def _memory_needed(self, n_samples: int, n_features: int) -> tuple[float, str]:
+        K = self.n_components or 10 * n_features  # D and S; G, H, codes (twice)
+        return 2.0 * K * n_features + 4.0 * n_samples * K, "n_components"
+
+    def _start(self, X: torch.Tensor) -> torch.Tensor:
+        """Reset: scale, penalty, word order, initial atoms, accumulators.
+
+        Returns X in the fit's dtype (see the module docstring)."""
         if self.binarize and not self.nonnegative:
             raise ValueError("binarize=True (method B) requires nonnegative=True.")
         n, d = X.shape
         K = self.n_components or 10 * d
-        mean_sq = float((X * X).sum()) / n
-        self._scale = math.sqrt(mean_sq / d) / _target_rms(d) or 1.0
+        rms = safe_rms(X)
+        if not _squares_fit(X, rms):
+            if X.dtype == torch.float64:
+                raise ValueError(
+                    f"X has a root-mean-square entry of {rms:.3g}, too small for "
+                    "its squares to be finite in float64: rescale X.")
+            X = X.double()
+        mean_sq = d * rms * rms  # mean_i ||x_i||^2
+        self._scale = rms / _target_rms(d) or 1.0
         auto = _AUTO_ALPHA * mean_sq * math.sqrt(50.0 / d)
         self.alpha_ = auto if self.alpha is None else float(self.alpha)
-        self._lam = self.alpha_ / self._scale**2
+        self._lam = self.alpha_ / self._scale / self._scale
         self._gen = make_generator(self.random_state, X.device)
         self._perm = torch.randperm(n, generator=self._gen, device=X.device)
         self._t_V = init_atoms(self._internal(X), K, 0.01 * _target_rms(d),
@@ -177,6 +217,11 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         self._t_S = X.new_zeros(K, d)
         self._t_G, self._t_H = X.new_zeros(n, K), X.new_zeros(n, K)
         self._t, self.history_, self._t0 = 0, [], time.perf_counter()
+        return X
+
+    def _per_word(self, value: float, n: int) -> float:
+        """An internal sum over ``n`` words, per word in the units of X**2."""
+        return value / n * self._scale * self._scale  # (no overflow in scale**2)
 
     def _internal(self, X: torch.Tensor) -> torch.Tensor:
         """Training rows in the fixed visiting order, in the optimiser's scale."""
@@ -191,9 +236,13 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
                          positive_dict=self.positive_dict, gen=self._gen)
         self._t += 1
         sq, l1, zeros = sums.tolist()
-        s2 = self._scale**2
-        obj = (sq + self._lam * l1 + self.tau * float((V * V).sum())) * s2 / n
-        entry = {"epoch": self._t, "objective": obj, "reconstruction": sq * s2 / n,
+        if not (math.isfinite(sq + l1) and finite(V)):
+            raise DivergenceError(
+                f"SparseOvercompleteVectors training diverged to NaN or infinity at "
+                f"epoch {self._t}: reduce learning_rate={self.learning_rate!r}.")
+        obj = self._per_word(sq + self._lam * l1 + self.tau * float((V * V).sum()), n)
+        entry = {"epoch": self._t, "objective": obj,
+                 "reconstruction": self._per_word(sq, n),
                  "l1": l1 / n, "sparsity": zeros / (V.shape[0] * n),
                  "time": time.perf_counter() - self._t0}
         self.history_.append(entry)
@@ -212,10 +261,10 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         """Final codes (training order), fitted attributes, exact objective."""
         A = rda_codes(self._t_G, self._t_H, self._t, self._lam, self.learning_rate,
                       self.nonnegative)
-        V, s2, n = self._t_V, self._scale**2, Xi.shape[0]
+        V, n = self._t_V, Xi.shape[0]
         resid = torch.addmm(Xi, A, V, alpha=-1)
         obj = float((resid * resid).sum()) + self._lam * float(A.abs().sum())
-        self.objective_ = (obj + self.tau * float((V * V).sum())) * s2 / n
+        self.objective_ = self._per_word(obj + self.tau * float((V * V).sum()), n)
         codes = torch.empty_like(A)
         codes[self._perm] = A
         del A, resid
@@ -239,8 +288,7 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         self
         """
         Xt, _ = self._begin(X, reset=True)
-        self._start(Xt)
-        Xi = self._internal(Xt)
+        Xi = self._internal(self._start(Xt))
         for _ in range(self.max_iter):
             self._epoch(Xi)
             if self._converged():
@@ -261,27 +309,31 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         first = not hasattr(self, "_t_G")
         Xt, _ = self._begin(X, reset=first)
         if first:
-            self._start(Xt)
+            Xt = self._start(Xt)
         elif Xt.shape[0] != self._t_G.shape[0]:
             raise ValueError(
                 f"partial_fit continues training on the same {self._t_G.shape[0]} "
                 f"words; got {Xt.shape[0]} rows."
             )
-        Xi = self._internal(Xt)
+        Xi = self._internal(Xt.to(self._t_V.dtype))
         self._epoch(Xi)
         self._finish(Xi)
         return self
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        V = self._tensor(self.components_, X.device, X.dtype)
+        # in float64 for float64 attributes or squares X's dtype cannot hold;
+        # the codes are returned in X's dtype
+        dt = torch.promote_types(X.dtype, torch_dtype(self.components_.dtype))
+        dt = dt if _squares_fit(X) else torch.float64
+        Xc, V = X.to(dt), self._tensor(self.components_, X.device, dt)
         if self.transform_algorithm == "lasso_lars":
-            return encode_chunks(X, V, algorithm="lasso_lars", alpha=self.alpha_ / 2,
+            return encode_chunks(Xc, V, algorithm="lasso_lars", alpha=self.alpha_ / 2,
                                  max_iter=self.transform_max_iter,
-                                 positive=self.nonnegative)
-        res = lasso_codes(X, V, self.alpha_, positive=self.nonnegative,
+                                 positive=self.nonnegative).to(X.dtype)
+        res = lasso_codes(Xc, V, self.alpha_, positive=self.nonnegative,
                           max_iter=self.transform_max_iter)
         warn_not_converged(res, "fista")
-        return res.codes
+        return res.codes.to(X.dtype)
 
     def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
         # each row minimises ||x - a D||^2 + alpha_ ||a||_1 (a >= 0 when
@@ -291,7 +343,9 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
 
     def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
         # codes @ components_ (binary codes are not rescaled: use codes_)
-        return codes @ self._tensor(self.components_, codes.device, codes.dtype)
+        dt = torch.promote_types(codes.dtype, torch_dtype(self.components_.dtype))
+        V = self._tensor(self.components_, codes.device, dt)
+        return (codes.to(dt) @ V).to(codes.dtype)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Negative mean per-word objective of ``transform``'s (real) codes.
@@ -305,6 +359,7 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
         """
         self._check_fitted()
         Xt, _ = self._validate_input(X, reset=False)
+        Xt = Xt.to(torch.promote_types(Xt.dtype, torch_dtype(self.components_.dtype)))
         codes = self._encode(Xt)
         V = self._tensor(self.components_, Xt.device, Xt.dtype)
         resid = torch.addmm(Xt, codes, V, alpha=-1)

@@ -17,6 +17,16 @@ encodes clean inputs. Inputs are scaled to an rms entry of 0.7, so ``noise``
 is relative to the data; ``components_``, ``inverse_transform`` and
 ``encoder_`` are in the units of X. Design notes, and why SPINE keeps its own
 loop: docs/design.md, sections 1 and 6.
+
+Numerics: the scale is computed without overflow (`sparsecode.base.safe_rms`).
+Float32 data whose scale is beyond ``2**±60`` (subnormal or near-overflow
+values), where float32 could not hold ``encoder_`` (units of 1/X) and
+``components_`` (units of X), or with values beyond ``sqrt(finfo.max / (16 *
+n_features))``, is fitted in float64 and its attributes are float64
+(`transform` then computes in float64 and returns X's dtype); float64 data
+beyond ``2**±960``, or that range, raises ``ValueError``. Training that diverges
+to NaN or infinity raises ``ValueError`` naming ``noise`` or
+``learning_rate``.
 """
 
 from __future__ import annotations
@@ -30,12 +40,20 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._utils import fused_optimizer, make_generator, one_thread
-from ..base import BaseSparseEstimator, DeviceOption
+from ..base import (
+    BaseSparseEstimator,
+    DeviceOption,
+    DivergenceError,
+    finite,
+    safe_rms,
+    torch_dtype,
+)
 
 __all__ = ["SPINE", "spine_gradients", "spine_loss_terms", "spine_sgd_step"]
 
 _TARGET_RMS = 0.7
 _DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1}
+_MAX_LOG2_SCALE = {torch.float32: 60, torch.float64: 960}
 
 
 def spine_loss_terms(h: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor,
@@ -171,10 +189,31 @@ class SPINE(BaseSparseEstimator):
         self.device = device
         self.verbose = verbose
 
-    def _start(self, X: torch.Tensor) -> None:
+    def _max_abs_input(self, X: torch.Tensor) -> float | None:
+        # float32 data beyond the default range is fitted in float64 (`_start`)
+        return None if X.dtype != torch.float64 else super()._max_abs_input(X)
+
+    def _memory_needed(self, n_samples: int, n_features: int) -> tuple[float, str]:
+        # both weight matrices with their gradients and Adam moments, and the
+        # scaled, shuffled and noisy copies of X
+        return 8.0 * self.n_components * n_features + 3.0 * n_samples * n_features, \
+            "n_components"
+
+    def _start(self, X: torch.Tensor) -> torch.Tensor:
+        """Reset from ``X``; returns X in the fit's dtype (float64 when the
+        scale is beyond float32's reach: see the module docstring)."""
         d, H = X.shape[1], self.n_components
-        rms = math.sqrt(float((X * X).mean()))
-        self._scale = rms / _TARGET_RMS or 1.0
+        self._scale = safe_rms(X) / _TARGET_RMS or 1.0
+        big = math.sqrt(torch.finfo(X.dtype).max / (16 * d))  # (float32 only)
+        if (abs(math.log2(self._scale)) > _MAX_LOG2_SCALE[X.dtype]
+                or float(torch.linalg.vector_norm(X, ord=math.inf)) > big):
+            if X.dtype == torch.float64:
+                raise ValueError(
+                    f"X has a root-mean-square entry of "
+                    f"{self._scale * _TARGET_RMS:.3g}, "
+                    "too far from 1 for SPINE's encoder_ (in units of 1/X) and "
+                    "components_ (units of X) to be finite in float64: rescale X.")
+            X = X.double()
         self._gen = make_generator(self.random_state, X.device)
         a, b = 1 / math.sqrt(d), 1 / math.sqrt(H)  # torch.nn.Linear's init
         self._t_params = [_uniform((H, d), a, self._gen, X),
@@ -184,6 +223,17 @@ class SPINE(BaseSparseEstimator):
         lr = self.learning_rate or _DEFAULT_LR[self.optimizer]
         self._opt = _optimizer(self._t_params, self.optimizer, lr)
         self.n_iter_, self.history_, self._t0 = 0, [], time.perf_counter()
+        return X
+
+    def _check_finite(self, terms: list[float]) -> None:
+        """``ValueError`` naming the likely cause when training diverged."""
+        if all(map(math.isfinite, terms)) and all(map(finite, self._t_params)):
+            return
+        cause = (f"noise={self.noise!r} (relative to an rms entry of 0.7; use "
+                 "values of order 0.1 to 1)" if self.noise > 100 else
+                 f"learning_rate={self.learning_rate or _DEFAULT_LR[self.optimizer]!r}")
+        raise DivergenceError(f"SPINE training diverged to NaN or infinity at epoch "
+                         f"{self.n_iter_}: reduce {cause}.")
 
     def _step(self, x: torch.Tensor, x_noisy: torch.Tensor, rho: float) -> torch.Tensor:
         terms, grads = spine_gradients(self._t_params, x, x_noisy, rho)
@@ -205,6 +255,7 @@ class SPINE(BaseSparseEstimator):
             n_batches += 1
         self.n_iter_ += 1
         mse, asl, psl = (sums / n_batches).tolist()
+        self._check_finite([mse, asl, psl])
         self.history_.append({"epoch": self.n_iter_, "loss": mse + asl + psl,
                               "mse": mse, "asl": asl, "psl": psl,
                               "time": time.perf_counter() - self._t0})
@@ -228,8 +279,7 @@ class SPINE(BaseSparseEstimator):
         self
         """
         Xt, _ = self._begin(X, reset=True)
-        self._start(Xt)
-        Xi = Xt / self._scale
+        Xi = self._start(Xt) / self._scale
         with one_thread(Xi.device):
             for _ in range(self.max_iter):
                 self._epoch(Xi)
@@ -245,25 +295,27 @@ class SPINE(BaseSparseEstimator):
         """
         first = not hasattr(self, "_t_params")
         Xt, _ = self._begin(X, reset=first)
-        if first:
-            self._start(Xt)
+        Xt = self._start(Xt) if first else Xt.to(self._t_params[0].dtype)
         with one_thread(Xt.device):
             self._epoch(Xt / self._scale)
         self._finish()
         return self
 
     def _encode(self, X: torch.Tensor) -> torch.Tensor:
-        W = self._tensor(self.encoder_, X.device, X.dtype)
-        b = self._tensor(self.encoder_bias_, X.device, X.dtype)
-        return torch.addmm(b, X, W.T).clamp_(0, 1)
+        # in the wider of X's and the attributes' dtypes, returned in X's
+        dt = torch.promote_types(X.dtype, torch_dtype(self.encoder_.dtype))
+        W = self._tensor(self.encoder_, X.device, dt)
+        b = self._tensor(self.encoder_bias_, X.device, dt)
+        return torch.addmm(b, X.to(dt), W.T).clamp_(0, 1).to(X.dtype)
 
     def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
         return self._encode(X)  # clean (un-noised) inputs, in [0, 1]
 
     def _decode(self, h: torch.Tensor) -> torch.Tensor:
-        V = self._tensor(self.components_, h.device, h.dtype)
-        b = self._tensor(self.decoder_bias_, h.device, h.dtype)
-        return torch.addmm(b, h, V)
+        dt = torch.promote_types(h.dtype, torch_dtype(self.components_.dtype))
+        V = self._tensor(self.components_, h.device, dt)
+        b = self._tensor(self.decoder_bias_, h.device, dt)
+        return torch.addmm(b, h.to(dt), V).to(h.dtype)
 
     def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
         return self._decode(codes)  # h @ components_ + decoder_bias_
@@ -280,6 +332,7 @@ class SPINE(BaseSparseEstimator):
         """
         self._check_fitted()
         Xt, _ = self._validate_input(X, reset=False)
+        Xt = Xt.to(torch.promote_types(Xt.dtype, torch_dtype(self.encoder_.dtype)))
         h = self._encode(Xt)
         s = self._scale
         terms = spine_loss_terms(h, self._decode(h) / s, Xt / s, 1.0 - self.sparsity)

@@ -1,7 +1,7 @@
-"""Worker of ``tests/test_distributed.py``, run by torchrun on several processes.
+"""Worker of ``tests/sae/test_distributed.py``, run by torchrun on several processes.
 
 ``python -m torch.distributed.run --standalone --nproc_per_node=2
-tests/_ddp_worker.py DIR`` reads ``DIR/spec.json`` and ``DIR/x.npy``, fits
+tests/sae/_ddp_worker.py DIR`` reads ``DIR/spec.json`` and ``DIR/x.npy``, fits
 every SparseAutoencoder of the spec on every rank (data-parallel: torchrun's
 environment switches it on) and saves rank ``r``'s estimator to
 ``DIR/<name>_rank<r>``. It first records in ``DIR/errors_rank<r>.json`` the

@@ -98,8 +98,9 @@ def test_resume_from_checkpoint_equals_uninterrupted(toy, tmp_path, activation):
     with pytest.raises(_Stop):
         SparseAutoencoder(**kw, checkpoint_dir=tmp_path, callback=_stop_at(12)).fit(toy)
     assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 10
-    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors"] == [
-        "step_000000010.safetensors"]
+    # the last two checkpoints are kept (a damaged newest one has a fallback)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors"
+                  ) == ["step_000000005.safetensors", "step_000000010.safetensors"]
     resumed = SparseAutoencoder(**kw, checkpoint_dir=tmp_path).fit(toy)
     a, b = _state_dict(full), _state_dict(resumed)
     for key in a:
@@ -110,10 +111,13 @@ def test_resume_from_checkpoint_equals_uninterrupted(toy, tmp_path, activation):
     assert resumed.n_steps_ == full.n_steps_ == 30
 
 
-def test_checkpoint_of_other_parameters_is_not_resumed(toy, tmp_path):
+def test_checkpoint_of_other_parameters_is_refused_then_restarted(toy, tmp_path):
     SparseAutoencoder(**_kw(random_state=1, checkpoint_dir=tmp_path)).fit(toy)
+    with pytest.raises(ValueError, match="random_state: 1 in the checkpoint, 0 in"):
+        SparseAutoencoder(**_kw(checkpoint_dir=tmp_path)).fit(toy)
     fresh = SparseAutoencoder(**_kw()).fit(toy)
-    other = SparseAutoencoder(**_kw(checkpoint_dir=tmp_path)).fit(toy)
+    other = SparseAutoencoder(**_kw(checkpoint_dir=tmp_path, resume="restart")
+                              ).fit(toy)
     np.testing.assert_array_equal(fresh.components_, other.components_)
 
 

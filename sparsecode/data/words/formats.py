@@ -11,25 +11,34 @@ GloVe text
 
 Readers raise :class:`ValueError` naming the file and the 1-based line number
 (for binary files a record counts as one line after the header line) for
-ragged rows, a header count that does not match, non-numeric values and words
-that are not valid UTF-8. Writers use the shortest representation that reads
-back to the identical float32 value, so round trips are exact.
+ragged rows, a header count that does not match, non-numeric values, words
+that are not valid UTF-8, and truncated or corrupt ``.gz`` / ``.bz2`` data; an
+empty file is a ``ValueError`` too. A UTF-8 byte-order mark at the start of a
+file is skipped. ``limit`` must be None or an integer >= 0; ``limit=0`` reads
+no words and returns an empty `WordVectors` of the file's dimension. Writers
+use the shortest representation that reads back to the identical float32
+value, so round trips are exact.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import io
-import os
 import re
 from collections.abc import Sequence
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 import numpy as np
 
-from .vectors import WordVectors
+from .vectors import (
+    DECOMPRESS_ERRORS,
+    PathLike,
+    WordVectors,
+    _check_limit,
+    _corrupt,
+    _first_line,
+    _open,
+    _reading,
+)
 
 __all__ = [
     "load_word_vectors",
@@ -42,21 +51,11 @@ __all__ = [
     "write_word2vec_text",
 ]
 
-PathLike = str | os.PathLike
 _CHUNK = 10_000  # rows per write / gather chunk
 #: lines parsed at a time by the text readers (bounds their memory)
 BLOCK_LINES = 50_000
 _ASCII_SPACE = re.compile(r"\s", re.ASCII)
 _NUMBER_BYTES = b"0123456789+-.eEnaifNAIFty \t\r"
-
-
-def _open(path: PathLike, mode: str) -> io.BufferedIOBase:
-    name = os.fspath(path)
-    if name.endswith(".gz"):
-        return gzip.open(name, mode)
-    if name.endswith(".bz2"):
-        return bz2.open(name, mode)
-    return open(name, mode)  # noqa: SIM115
 
 
 def _parse_header(line: bytes, path: PathLike) -> tuple[int, int]:
@@ -133,7 +132,12 @@ def _read_blocks(f: Any, want: int | None, path: PathLike, first: int,
     count = 0
     while want is None or count < want:
         size = BLOCK_LINES if want is None else min(BLOCK_LINES, want - count)
-        lines = [line.rstrip(b"\r\n") for line in islice(f, size)]
+        lines: list[bytes] = []
+        try:
+            for line in islice(f, size):
+                lines.append(line.rstrip(b"\r\n"))
+        except DECOMPRESS_ERRORS as err:
+            raise _corrupt(path, err, first + count + len(lines)) from None
         if not lines:
             break
         blocks.append(_parse_lines(lines, path, first + count, dim, dtype))
@@ -144,26 +148,29 @@ def _read_blocks(f: Any, want: int | None, path: PathLike, first: int,
 
 def _read_text(path: PathLike, header: bool, limit: int | None,
                dtype: Any) -> WordVectors:
-    with _open(path, "rb") as f:
-        n, dim = _parse_header(f.readline(), path) if header else (None, None)
+    limit = _check_limit(limit)
+    with _reading(path) as f:
+        line = _first_line(f, path)
+        n, dim = _parse_header(line, path) if header else (None, None)
         want = limit if n is None else min(n, limit if limit is not None else n)
         if dim is None and want == 0:  # still report the dimension
-            dim = len(f.readline().partition(b" ")[2].split()) or 1
-        blocks = _read_blocks(f, want, path, 2 if header else 1, dim, dtype)
+            dim = len(line.partition(b" ")[2].split()) or 1
+        lines = f if header else chain([line], f)
+        blocks = _read_blocks(lines, want, path, 2 if header else 1, dim, dtype)
         count = sum(len(b) for b in blocks)
         if n is not None and count < want:
             raise ValueError(f"{path}: line {count + 2}: file ends, but the "
                              f"header (line 1) announces {n} words")
         if n is not None and want == n:
-            _check_no_more(f.read(), path, n)
+            _check_no_more(f, path, n)
     if not blocks:
         return WordVectors([], np.empty((0, dim or 1), dtype))
     return WordVectors([w for b in blocks for w in b.words],
                        np.concatenate([b.vectors for b in blocks]))
 
 
-def _check_no_more(rest: bytes, path: PathLike, n: int) -> None:
-    if rest.strip():
+def _check_no_more(f: Any, path: PathLike, n: int, rest: bytes = b"") -> None:
+    if (rest + f.read()).strip():
         raise ValueError(f"{path}: line {n + 2}: more entries than the {n} words "
                          "announced in the header (line 1)")
 
@@ -178,7 +185,7 @@ def read_word2vec_text(path: PathLike, limit: int | None = None,
     path : str or path-like
         The file (``.gz`` / ``.bz2`` are decompressed on the fly).
     limit : int, optional
-        Read only the first ``limit`` words.
+        Read only the first ``limit`` words (>= 0; 0 gives no words).
     dtype : numpy dtype, default float32
         Dtype of the returned vectors.
 
@@ -198,7 +205,7 @@ def read_glove_text(path: PathLike, limit: int | None = None,
     path : str or path-like
         The file (``.gz`` / ``.bz2`` are decompressed on the fly).
     limit : int, optional
-        Read only the first ``limit`` words.
+        Read only the first ``limit`` words (>= 0; 0 gives no words).
     dtype : numpy dtype, default float32
         Dtype of the returned vectors.
 
@@ -271,7 +278,7 @@ def _scan_binary(f: Any, want: int, dim: int, n: int,
             if eof:
                 raise ValueError(f"{path}: line {i + 2}: file ends, but the header "
                                  f"(line 1) announces {n} words of dim {dim}")
-            chunk = f.read(1 << 20)
+            chunk = f.read(1 << 20)  # (decompression errors: see _reading)
             eof = not chunk
             buf += chunk
         words.append(bytes(buf[pos:space]))
@@ -298,19 +305,20 @@ def read_word2vec_binary(path: PathLike, limit: int | None = None) -> WordVector
     path : str or path-like
         The file (``.gz`` / ``.bz2`` are decompressed on the fly).
     limit : int, optional
-        Read only the first ``limit`` words.
+        Read only the first ``limit`` words (>= 0; 0 gives no words).
 
     Returns
     -------
     WordVectors
         float32 vectors.
     """
-    with _open(path, "rb") as f:
-        n, dim = _parse_header(f.readline(), path)
+    limit = _check_limit(limit)
+    with _reading(path) as f:
+        n, dim = _parse_header(_first_line(f, path), path)
         want = n if limit is None else min(n, limit)
         buf, words, offsets, pos = _scan_binary(f, want, dim, n, path)
         if want == n:
-            _check_no_more(bytes(buf[pos:]) + f.read(), path, n)
+            _check_no_more(f, path, n, bytes(buf[pos:]))
     vectors = _gather_float32(buf, offsets, dim)
     return WordVectors(_decode_words(words, path, 2), vectors)
 
@@ -340,9 +348,9 @@ def write_word2vec_binary(wv: WordVectors, path: PathLike) -> None:
 
 def sniff_format(path: PathLike) -> str:
     """The format of a word-vector file: "word2vec_binary", "word2vec_text" or
-    "glove" (no header line)."""
-    with _open(path, "rb") as f:
-        parts = f.readline().split()
+    "glove" (no header line); ``ValueError`` for an empty or corrupt file."""
+    with _reading(path) as f:
+        parts = _first_line(f, path).split()
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
             return "glove"
         dim = int(parts[1])
@@ -365,12 +373,13 @@ def load_word_vectors(source: Any, format: str = "auto",
     format : {"auto", "word2vec_text", "word2vec_binary", "glove"}, default "auto"
         File format; "auto" sniffs it (header line? binary values after it?).
     limit : int, optional
-        Keep only the first ``limit`` words.
+        Keep only the first ``limit`` words (>= 0; 0 gives no words).
 
     Returns
     -------
     WordVectors
     """
+    limit = _check_limit(limit)
     if isinstance(source, WordVectors):
         return source if limit is None else source.most_frequent(limit)
     if hasattr(source, "index_to_key") and hasattr(source, "vectors"):

@@ -1,8 +1,21 @@
-"""`WordVectors`: a vocabulary and its matrix of vectors, one row per word."""
+"""`WordVectors`: a vocabulary and its matrix of vectors, one row per word.
+
+Also the checks that every reader of word vectors shares (in `formats` and
+`bundled`): ``limit`` arguments, and files opened with ``.gz`` / ``.bz2``
+decompression whose errors become a ``ValueError`` naming the file, with a
+UTF-8 byte-order mark skipped and an empty file refused.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bz2
+import contextlib
+import gzip
+import io
+import numbers
+import os
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -12,6 +25,60 @@ import numpy as np
 from .._packages import require
 
 __all__ = ["WordVectors"]
+
+PathLike = str | os.PathLike
+#: what a truncated or corrupt compressed file raises while being read
+DECOMPRESS_ERRORS = (EOFError, OSError, zlib.error)
+_BOM = b"\xef\xbb\xbf"
+
+
+def _check_limit(limit: Any) -> int | None:
+    """``limit`` as an int, or None; ``ValueError`` unless None or an int >= 0."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0:
+        raise ValueError(f"limit must be None or an integer >= 0, got {limit!r}")
+    return int(limit)
+
+
+def _open(path: PathLike, mode: str) -> io.BufferedIOBase:
+    name = os.fspath(path)
+    if name.endswith(".gz"):
+        return gzip.open(name, mode)
+    if name.endswith(".bz2"):
+        return bz2.open(name, mode)
+    return open(name, mode)  # noqa: SIM115
+
+
+def _corrupt(path: PathLike, err: Exception, line: int | None = None) -> ValueError:
+    """The ``ValueError`` for a decompression error (re-raises other OS errors)."""
+    if isinstance(err, OSError) and err.errno is not None:
+        raise err
+    at = f"line {line}: " if line is not None else ""
+    return ValueError(f"{path}: {at}compressed data is truncated or corrupt "
+                      f"({type(err).__name__}: {err})")
+
+
+@contextlib.contextmanager
+def _reading(path: PathLike) -> Iterator[io.BufferedIOBase]:
+    """The open file; decompression errors become ``ValueError`` naming it."""
+    try:
+        with _open(path, "rb") as f:
+            yield f
+    except DECOMPRESS_ERRORS as err:
+        raise _corrupt(path, err) from None
+
+
+def _first_line(f: Any, path: PathLike) -> bytes:
+    """Line 1 without a UTF-8 byte-order mark; ``ValueError`` for an empty file."""
+    try:
+        line = f.readline()
+    except DECOMPRESS_ERRORS as err:
+        raise _corrupt(path, err, 1) from None
+    line = line.removeprefix(_BOM)
+    if not line:
+        raise ValueError(f"{path}: the file is empty")
+    return line
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -72,7 +139,14 @@ class WordVectors:
         return WordVectors(words, self.vectors[rows])
 
     def most_frequent(self, n: int) -> WordVectors:
-        """The first ``n`` words (files list words by decreasing frequency)."""
+        """The first ``n`` words (files list words by decreasing frequency).
+
+        ``n`` must be an integer >= 0 (``ValueError`` otherwise); 0 gives no
+        words, with the vectors' width kept.
+        """
+        n = _check_limit(n)
+        if n is None:
+            raise ValueError("n must be an integer >= 0, got None")
         return WordVectors(self.words[:n], self.vectors[:n])
 
     def to_keyed_vectors(self) -> Any:
