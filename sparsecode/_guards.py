@@ -30,6 +30,7 @@ __all__ = [
     "as_real_tensor",
     "available_memory",
     "check_bools",
+    "reject_bools",
     "check_memory",
     "check_tensor",
     "finite",
@@ -293,8 +294,14 @@ def _numeric(c: Any) -> bool:
 def check_bools(est: BaseEstimator) -> None:
     """sklearn's ``InvalidParameterError`` for a bool given where a number is
     expected (sklearn's constraints accept ``True`` as the integer 1)."""
-    params = est.get_params(deep=False)
-    for name, constraints in est._parameter_constraints.items():
+    reject_bools(est.get_params(deep=False), est._parameter_constraints,
+                 type(est).__name__)
+
+
+def reject_bools(params: dict, parameter_constraints: dict, owner: str) -> None:
+    """`check_bools` for ``params`` checked against ``parameter_constraints``
+    (an estimator's or a function's, as ``validate_params`` takes them)."""
+    for name, constraints in parameter_constraints.items():
         val = params.get(name)
         if not isinstance(val, (bool, np.bool_)) or constraints == "no_validation":
             continue
@@ -306,7 +313,7 @@ def check_bools(est: BaseEstimator) -> None:
         expected = (shown[0] if len(shown) == 1
                     else f"{', '.join(shown[:-1])} or {shown[-1]}")
         raise InvalidParameterError(
-            f"The {name!r} parameter of {type(est).__name__} must be {expected}. "
+            f"The {name!r} parameter of {owner} must be {expected}. "
             f"Got {val!r} instead (a bool is not accepted as a number).")
 
 

@@ -35,6 +35,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .. import solvers
+from .._guards import reject_bools
 from .._utils import one_thread
 from ..base import DeviceOption, check_tensor, resolve_device
 
@@ -134,16 +135,17 @@ def _check_tensor(t: torch.Tensor, name: str) -> None:
 _ARRAY, _ARRAY_OR_NONE, _BOOL = ["array-like"], ["array-like", None], ["boolean"]
 
 
-@validate_params(
-    {"X": _ARRAY, "dictionary": _ARRAY, "gram": _ARRAY_OR_NONE, "cov": _ARRAY_OR_NONE,
-     "algorithm": [StrOptions(set(ALGORITHMS))],
-     "n_nonzero_coefs": [Interval(Integral, 1, None, closed="left"), None],
-     "alpha": [Interval(Real, 0, None, closed="left"), None], "copy_cov": _BOOL,
-     "init": _ARRAY_OR_NONE, "max_iter": [Interval(Integral, 0, None, closed="left")],
-     "n_jobs": [Integral, None], "check_input": _BOOL, "verbose": ["verbose"],
-     "positive": _BOOL, "device": [DeviceOption(), None]},
-    prefer_skip_nested_validation=True,
-)
+_CONSTRAINTS = {  # sparse_encode's, as sklearn 1.9 declares them (plus device)
+    "X": _ARRAY, "dictionary": _ARRAY, "gram": _ARRAY_OR_NONE, "cov": _ARRAY_OR_NONE,
+    "algorithm": [StrOptions(set(ALGORITHMS))],
+    "n_nonzero_coefs": [Interval(Integral, 1, None, closed="left"), None],
+    "alpha": [Interval(Real, 0, None, closed="left"), None], "copy_cov": _BOOL,
+    "init": _ARRAY_OR_NONE, "max_iter": [Interval(Integral, 0, None, closed="left")],
+    "n_jobs": [Integral, None], "check_input": _BOOL, "verbose": ["verbose"],
+    "positive": _BOOL, "device": [DeviceOption(), None]}
+
+
+@validate_params(_CONSTRAINTS, prefer_skip_nested_validation=True)
 def sparse_encode(
     X: Any,
     dictionary: Any,
@@ -216,8 +218,9 @@ def sparse_encode(
         A tensor on ``X``'s device when ``X`` is a tensor.
     """
     check_algorithm(algorithm, positive)
-    if isinstance(n_nonzero_coefs, bool):  # (an int to Python, not to us)
-        raise ValueError("n_nonzero_coefs must be an int, not a bool.")
+    reject_bools({"n_nonzero_coefs": n_nonzero_coefs, "alpha": alpha,
+                  "max_iter": max_iter, "n_jobs": n_jobs}, _CONSTRAINTS,
+                 "sparse_encode")
     as_tensor = isinstance(X, torch.Tensor)
     if not as_tensor:  # stays numpy (a memmap is read one chunk at a time)
         X = np.asarray(check_array(X, dtype=[np.float64, np.float32])
