@@ -163,7 +163,10 @@ def test_a_stopped_rank_makes_the_other_time_out(tmp_path, scenario):
     assert "distributed_timeout=5" in got["message"]
     assert "stopped responding" in got["message"]
     assert TIMEOUT - 0.5 < got["since_last_step"] < TIMEOUT + 4.0, got
-    assert code0 == 0, logs  # rank 0 raised, then exited (not blocked)
+    # rank 0 raised, then exited (not blocked); after an incomplete collective
+    # gloo's C++ teardown at interpreter exit sometimes aborts (SIGABRT,
+    # "terminate called without an active exception") once the error is out
+    assert code0 in (0, -signal.SIGABRT), logs
 
 
 def test_shared_params_leave_out_process_local_ones():
