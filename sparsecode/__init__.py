@@ -13,6 +13,8 @@ from .dictionary import (
     DictionaryLearning,
     MiniBatchDictionaryLearning,
     SparseCoder,
+    dict_learning,
+    dict_learning_online,
     sparse_encode,
 )
 from .io import load, save
@@ -31,6 +33,8 @@ __all__ = [
     "SparseOvercompleteVectors",
     "__version__",
     "compare",
+    "dict_learning",
+    "dict_learning_online",
     "load",
     "save",
     "sparse_encode",

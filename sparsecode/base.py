@@ -315,11 +315,14 @@ class BaseSparseEstimator(
                                         input_name="codes"))
         if not finite(t):
             raise ValueError("codes contain NaN or infinity.")
-        if t.ndim != 2 or t.shape[1] != width:
+        if t.ndim != 2:
+            raise ValueError(f"codes must be 2D (n_samples, {width}), got shape "
+                             f"{tuple(t.shape)}.")
+        if t.shape[1] != width:  # (scikit-learn's wording)
             raise ValueError(
-                f"codes must have shape (n_samples, {width}): the number of "
-                f"components in the code must match the estimator's, got "
-                f"{tuple(t.shape)}."
+                "The number of components in the code is different from the "
+                "number of components in the dictionary. "
+                f"Expected {width}, got {t.shape[1]}."
             )
         return t.to(self._fit_device())
 

@@ -35,6 +35,7 @@ ESTIMATORS = [
                                 random_state=0, device="cpu"),
     MiniBatchDictionaryLearning(n_components=3, max_iter=3, batch_size=8,
                                 transform_algorithm="threshold", positive_code=True,
+                                fit_algorithm="cd",
                                 random_state=0, device="cpu"),
     # one SparseAutoencoder per registered activation, tiny and quick
     *[SparseAutoencoder(n_components=6, activation=name, max_iter=2,

@@ -25,6 +25,8 @@ ALL = [
     "SparseOvercompleteVectors",
     "__version__",
     "compare",
+    "dict_learning",
+    "dict_learning_online",
     "load",
     "save",
     "sparse_encode",

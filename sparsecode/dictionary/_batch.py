@@ -18,8 +18,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._utils import make_generator as generator_from
 from .._utils import one_thread
-from ._sparse_coder import _FIT_ALGORITHMS, _TRANSFORM_CONSTRAINTS, _BaseSparseCoding
-from .coding import check_algorithm, encode_chunks
+from ._sparse_coder import (
+    _FIT_ALGORITHMS,
+    _TRANSFORM_CONSTRAINTS,
+    _BaseSparseCoding,
+    check_fit_algorithm,
+)
+from .coding import encode_chunks
 from .update import svd_init, update_dict
 
 __all__ = ["DictionaryLearning", "max_abs_for_sums"]
@@ -215,8 +220,7 @@ positive_code, transform_max_iter
         return codes, V.clone()
 
     def _iterate(self, X, V, codes, *, max_iter: int, check_tol: bool):
-        algorithm = _FIT_ALGORITHMS[self.fit_algorithm]
-        check_algorithm(algorithm, self.positive_code)
+        algorithm = check_fit_algorithm(self.fit_algorithm, self.positive_code)
         t0 = time.perf_counter()
         for ii in range(max_iter):
             init = codes if algorithm in ("fista", "ista") else None

@@ -21,8 +21,9 @@ from ._sparse_coder import (
     _TRANSFORM_CONSTRAINTS,
     _BaseSparseCoding,
     _copy_on_write,
+    check_fit_algorithm,
 )
-from .coding import check_algorithm, encode_chunks
+from .coding import encode_chunks
 from .update import online_beta, svd_init, update_dict
 
 __all__ = ["MiniBatchDictionaryLearning"]
@@ -192,7 +193,7 @@ split_sign, positive_code, transform_max_iter
     # ----------------------------------------------------------------- setup
     def _start(self, X: torch.Tensor) -> torch.Tensor:
         """Reset the state from ``X``: generator, dictionary, statistics."""
-        check_algorithm(_FIT_ALGORITHMS[self.fit_algorithm], self.positive_code)
+        check_fit_algorithm(self.fit_algorithm, self.positive_code)
         self._n_components = self.n_components or X.shape[1]
         self._gen = generator_from(self.random_state, self._device)
         if self.dict_init is not None:

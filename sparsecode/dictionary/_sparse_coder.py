@@ -18,10 +18,22 @@ from sklearn.utils._param_validation import (
 from ..base import BaseSparseEstimator, DeviceOption, check_tensor
 from .coding import ALGORITHMS, check_algorithm, encode_chunks
 
-__all__ = ["SparseCoder"]
+__all__ = ["SparseCoder", "check_fit_algorithm"]
 
 _FIT_ALGORITHMS = {"lars": "lasso_lars", "cd": "lasso_cd", "fista": "fista",
                    "ista": "ista"}
+
+
+
+def check_fit_algorithm(fit_algorithm: str, positive_code: bool) -> str:
+    """The solver behind a ``fit_algorithm`` name, refusing positive codes with
+    "lars" as scikit-learn does (its check goes by the name)."""
+    if positive_code and fit_algorithm == "lars":
+        raise ValueError("Positive constraint not supported for 'lars' coding "
+                         "method; use fit_algorithm='cd' (the same exact lasso "
+                         "solver here).")
+    return check_algorithm(_FIT_ALGORITHMS[fit_algorithm], positive_code)
+
 
 _TRANSFORM_CONSTRAINTS: dict = {
     "transform_algorithm": [StrOptions(set(ALGORITHMS))],

@@ -251,8 +251,8 @@ def _check_shapes(X: Any, V: torch.Tensor, init: Any, gram: Any) -> None:
         raise ValueError("X and dictionary must be 2D arrays.")
     if X.shape[1] != V.shape[1]:
         raise ValueError(
-            f"Dictionary and X have different numbers of features: dictionary has "
-            f"{V.shape[1]}, X has {X.shape[1]}.")
+            "Dictionary and X have different numbers of features: dictionary.shape: "
+            f"{tuple(V.shape)} X.shape: {tuple(X.shape)}")
     for name, a, shape in (("init", init, (X.shape[0], V.shape[0])),
                            ("gram", gram, (V.shape[0], V.shape[0]))):
         if a is not None and tuple(np.shape(a)) != shape:

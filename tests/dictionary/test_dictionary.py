@@ -214,10 +214,22 @@ def test_bad_input_clear_errors(make, X, match, exc):
 
 def test_positive_with_greedy_transform_is_rejected(signal):
     est = MiniBatchDictionaryLearning(3, max_iter=1, transform_algorithm="omp",
-                                      positive_code=True, random_state=0,
-                                      device="cpu").fit(signal)
+                                      fit_algorithm="cd", positive_code=True,
+                                      random_state=0, device="cpu").fit(signal)
     with pytest.raises(ValueError, match="Positive constraint not supported"):
         est.transform(signal)
+
+
+@pytest.mark.parametrize("cls", [DictionaryLearning, MiniBatchDictionaryLearning])
+def test_positive_codes_with_the_lars_name_are_refused_as_sklearn_does(cls, signal):
+    # scikit-learn refuses positive_code with fit_algorithm="lars" (by name);
+    # "cd" is the same exact solver here and takes positive codes
+    with pytest.raises(ValueError, match="'lars' coding method; use fit_algorithm"):
+        cls(3, max_iter=1, positive_code=True, random_state=0, device="cpu").fit(signal)
+    est = cls(3, max_iter=1, positive_code=True, fit_algorithm="cd",
+              transform_algorithm="lasso_lars", random_state=0,
+              device="cpu").fit(np.abs(signal))
+    assert (est.transform(np.abs(signal)) >= 0).all()
 
 
 def test_wrong_n_features_in_transform(signal):

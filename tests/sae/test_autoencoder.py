@@ -138,7 +138,7 @@ def test_bad_fit_input_and_parameters_raise(small):
     with pytest.raises(ValueError, match="NaN"):
         _quick().fit(torch.full((10, 8), float("inf")))
     est = _quick().fit(small)
-    with pytest.raises(ValueError, match="codes must have shape"):
+    with pytest.raises(ValueError, match="Expected 16, got 5"):
         est.inverse_transform(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="NaN"):
         est.inverse_transform(np.full((3, 16), np.nan))
