@@ -6,6 +6,7 @@ All work in Gram form (``G = V V^T``, ``C = X V^T``) on a batch of rows at once.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .homotopy import homotopy, spd_solve
 from .proximal import SolverResult, soft_threshold
@@ -86,13 +87,19 @@ def omp(
     """Batched orthogonal matching pursuit in Gram form (Batch-OMP).
 
     Each sample greedily selects up to ``n_nonzero_coefs`` atoms; after every
-    selection the codes on the support are the least-squares fit. With
-    ``tol`` (and ``x_sq``), a sample stops growing its support once its
-    squared residual is below ``tol``, like sklearn's ``orthogonal_mp_gram``.
+    selection the codes on the support are the least-squares fit, from the
+    Cholesky factor of the support's Gram block, bordered by one row per
+    selection. With ``tol`` (and ``x_sq``), a sample stops growing its
+    support once its squared residual is below ``tol``, like sklearn's
+    ``orthogonal_mp_gram``. A selected atom (nearly) in the span of the
+    sample's support, or zero, is left out of it with a zero code (see
+    `_border`).
     """
     n, K = C.shape
     s = min(int(n_nonzero_coefs), K)
     idx = torch.zeros(n, 0, dtype=torch.long, device=C.device)
+    valid = torch.zeros(n, 0, dtype=torch.bool, device=C.device)
+    L = C.new_zeros(n, 0, 0)
     codes = torch.zeros_like(C)
     corr = C.clone()
     active = torch.ones(n, dtype=torch.bool, device=C.device)
@@ -101,11 +108,12 @@ def omp(
         score = corr.abs().masked_fill(taken, -1.0)
         j = score.argmax(1)
         # a sample whose residual is already explained adds an atom with 0 weight
+        L, ok = _border(G, L, idx, valid, j)
         idx = torch.cat([idx, j.unsqueeze(1)], 1)
+        valid = torch.cat([valid, ok.unsqueeze(1)], 1)
         taken.scatter_(1, j.unsqueeze(1), True)
-        valid = torch.ones_like(idx, dtype=torch.bool)
-        w = masked_solve(G, idx, valid, C.gather(1, idx))
-        w = w * active.unsqueeze(1)
+        rhs = torch.where(valid, C.gather(1, idx), 0.0).unsqueeze(2)
+        w = torch.cholesky_solve(rhs, L).squeeze(2) * active.unsqueeze(1)
         new = torch.zeros_like(C).scatter_(1, idx, w)
         codes = torch.where(active.unsqueeze(1), new, codes)
         corr = C - codes @ G
@@ -115,6 +123,35 @@ def omp(
             if not bool(active.any()):
                 break
     return SolverResult(codes, idx.shape[1], True)
+
+
+def _border(
+    G: torch.Tensor, L: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor,
+    j: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Border the Cholesky factors ``L`` of the supports ``idx`` with atom ``j``.
+
+    The new row is ``l = L^{-1} G[S, j]`` and the pivot ``sqrt(G[j, j] - l.l)``,
+    the square root of the atom's Schur complement against the support. At
+    most ``sqrt(eps) G[j, j]`` (the singularity test of `cholesky_checked`),
+    the atom is (nearly) in the support's span: its gain is at rounding
+    level, and keeping it would make the block singular to working precision
+    and the fit unreliable (a residual could grow as the support did), so it
+    is left out: a unit row, as for an atom orthogonal to everything, with a
+    zero right-hand side. Left-out entries of ``idx`` are invalid, with zero
+    rows in ``G[S, j]``. Returns the bordered factors and whether ``j`` is in.
+    """
+    t = idx.shape[1]
+    b = torch.where(valid, G[j.unsqueeze(1), idx], 0.0).unsqueeze(2)
+    l = torch.linalg.solve_triangular(L, b, upper=False).squeeze(2)
+    g = G.diagonal()[j]
+    sch = g - (l * l).sum(1)
+    ok = sch > torch.finfo(G.dtype).eps ** 0.5 * g  # (never for a zero atom)
+    row = torch.cat([l * ok.unsqueeze(1), torch.where(ok, sch, 1.0).sqrt()
+                     .unsqueeze(1)], 1)
+    L = F.pad(L, (0, 1, 0, 1))
+    L[:, t] = row
+    return L, ok
 
 
 def lars(G: torch.Tensor, C: torch.Tensor, n_nonzero_coefs: int) -> SolverResult:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .active_set import cholesky_checked, extended_gram, finish, gram_block
+from .active_set import cholesky_checked, extended_gram, finish, gram_block, pinv_solve
 
 __all__ = ["homotopy", "spd_solve"]
 
@@ -45,11 +45,11 @@ class _Rows:
                                           self.sing)),
                      any_sing=self.any_sing)
 
-    def refresh(self, rows: torch.Tensor, Ge: torch.Tensor) -> None:
+    def refresh(self, rows: torch.Tensor, T: _Tables) -> None:
         """Rebuild ``Hinv`` and ``d`` of some rows from their Gram blocks."""
-        inv, sing = _inverse(gram_block(Ge, self.idx[rows]))
-        self.Hinv[rows], self.sing[rows] = inv, sing.unsqueeze(1)
-        self.d[rows] = (inv @ self.sgn[rows].unsqueeze(2)).squeeze(2)
+        inv, d, sing = _inverse(gram_block(T.Ge, self.idx[rows]), self.sgn[rows],
+                                T.eps)
+        self.Hinv[rows], self.d[rows], self.sing[rows] = inv, d, sing.unsqueeze(1)
         self.any_sing = bool(self.sing.any())
 
 
@@ -59,6 +59,7 @@ class _Tables:
 
     Ge: torch.Tensor  # (K + s, K + s) float64, identity on the virtual atoms
     GG: torch.Tensor  # (K + s, W) [-G | G] rows (zero on the virtual atoms)
+    eps: float  # precision of G's entries (its input dtype's)
 
     @classmethod
     def build(cls, G: torch.Tensor, s: int, positive: bool) -> _Tables:
@@ -68,7 +69,7 @@ class _Tables:
         GG[:K, :K] = -G
         if not positive:
             GG[:K, K:] = G
-        return cls(Ge, GG)
+        return cls(Ge, GG, torch.finfo(G.dtype).eps)
 
 
 def _grow(r: _Rows, K: int, s_new: int) -> _Rows:
@@ -91,23 +92,26 @@ def spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     w = torch.cholesky_solve(b.unsqueeze(2), L).squeeze(2)
     bad = singular | ~torch.isfinite(w).all(1)
     if bool(bad.any()):  # (nearly) collinear atoms on a support: min-norm solution
-        w[bad] = (torch.linalg.pinv(A[bad], hermitian=True)
-                  @ b[bad].unsqueeze(2)).squeeze(2)
+        w[bad] = pinv_solve(A[bad], b[bad], torch.finfo(A.dtype).eps)[1].to(w.dtype)
     return w
 
 
-def _inverse(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _inverse(A: torch.Tensor, b: torch.Tensor, eps: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inverses of a batch of PSD matrices (pseudo-inverses where singular).
 
-    Returns the inverses and a mask of the rows that needed the pseudo-inverse.
+    Returns the inverses, their products with ``b`` and a mask of the rows
+    that needed the pseudo-inverse (`pinv_solve`; ``eps`` is the precision
+    of the entries, that of the input's dtype).
     """
     L, singular = cholesky_checked(A)
     eye = torch.eye(A.shape[1], dtype=A.dtype, device=A.device)
     inv = torch.cholesky_inverse(torch.where(singular.view(-1, 1, 1), eye, L))
+    x = (inv @ b.unsqueeze(2)).squeeze(2)
     sing = singular | ~torch.isfinite(inv).flatten(1).all(1)
     if bool(sing.any()):  # (nearly) collinear atoms on a support: min-norm solution
-        inv[sing] = torch.linalg.pinv(A[sing], hermitian=True)
-    return inv, sing
+        inv[sing], x[sing] = pinv_solve(A[sing], b[sing], eps)
+    return inv, x, sing
 
 
 @dataclass
@@ -126,10 +130,11 @@ class _Consts:
     minus: torch.Tensor  # -1, float64
     alpha: torch.Tensor  # float64
     side: torch.Tensor  # (1,) [+1] or (2,) [+1, -1]: tie values lam * (1 - s * side)
-    tol: float  # relative Schur complement below which an inverse is rebuilt
+    growth: torch.Tensor  # largest trusted rank-one term of an inverse, float64
 
     @classmethod
-    def build(cls, K: int, W: int, alpha: float, like: torch.Tensor) -> _Consts:
+    def build(cls, K: int, W: int, alpha: float, like: torch.Tensor,
+              G: torch.Tensor) -> _Consts:
         def f64(v):
             return torch.tensor(v, dtype=_F64, device=like.device)
 
@@ -140,7 +145,8 @@ class _Consts:
             like.new_tensor(1 / (torch.finfo(like.dtype).eps * 10)),
             f64(float("inf")), f64(0.0), f64(1.0), f64(-1.0),
             f64(alpha), f64([1.0] if W == K else [1.0, -1.0]),
-            torch.finfo(_F64).eps ** 0.5,
+            torch.finfo(_F64).eps ** (-1 / 3) / G.diagonal().amax().to(_F64).clamp_min(
+                torch.finfo(_F64).tiny),
         )
 
 
@@ -156,9 +162,16 @@ def _update_inverse(
     Schur complement ``sch = G[j, j] - b.y``, ``Hinv += w w^T / sch - e_p e_p^T``
     for ``w = y - e_p``. An atom leaving slot ``p`` frees it: with
     ``y = Hinv e_p``, ``Hinv += -y y^T / y_p + e_p e_p^T``. Returns the rows
-    whose update is not trustworthy (a Schur complement below ``sqrt(eps)``
-    times ``G[j, j]``, or a row whose block was singular): the caller rebuilds
-    their inverse from the Gram block.
+    whose update is not trustworthy, for the caller to rebuild their inverse
+    from the Gram block: a row whose block was singular, and a row whose
+    rank-one term ``w w^T / sch`` exceeds ``eps^(-1/3) / max G_jj`` in norm
+    (an atom nearly collinear with the support joining, or one of such a
+    group leaving). An update multiplies the error already in ``Hinv`` by
+    about that norm, so two in a row within the bound leave ``G Hinv``
+    within ``eps^(1/3)`` of the identity; without the bound, three updates
+    on a block of condition 1e9 (each with a Schur complement above
+    ``sqrt(eps)``) once left it off by 0.6, and a LARS path off its
+    equiangular direction.
     """
     e_p = torch.zeros_like(r.code).scatter_(1, slot, 1.0)
     b = Ge.take(j_in * Ge.shape[0] + r.idx)  # G[j, S] (0 on the virtual atoms)
@@ -175,7 +188,8 @@ def _update_inverse(
     eta = torch.where(enter, (b * r.d).sum(1, keepdim=True) - new_sgn,
                       r.d.gather(1, slot))
     r.d.addcmul_(beta * eta, w)
-    bad = enter & (sch <= c.tol * g_jj)
+    size = beta.abs() * (w * w).sum(1, keepdim=True)  # (NaN: not trusted either)
+    bad = moving & ~(size <= c.growth)
     return bad | (moving & r.sing) if r.any_sing else bad
 
 
@@ -318,7 +332,7 @@ def _path(G: torch.Tensor, C: torch.Tensor, alpha: float, max_steps: int,
     s = min(K, 8)
     r = _start(G, C[todo], lam0[todo], todo, s, positive)
     T = _Tables.build(G, s, positive)
-    c = _Consts.build(K, r.PQ.shape[1], alpha, C)
+    c = _Consts.build(K, r.PQ.shape[1], alpha, C, G)
 
     def write(rows: _Rows, sel: torch.Tensor | slice = slice(None)) -> None:
         U_out[rows.todo[sel].unsqueeze(1), rows.idx[sel]] = rows.code[sel].to(
@@ -337,7 +351,7 @@ def _path(G: torch.Tensor, C: torch.Tensor, alpha: float, max_steps: int,
         n_done, n_full, n_bad = (int(v) for v in torch.stack([
             done.sum(), (r.sgn.abs().amin(1) > 0).sum(), bad.sum()]).tolist())
         if n_bad:  # rebuild the inverses that a rank-one update cannot give
-            r.refresh(bad, T.Ge)
+            r.refresh(bad, T)
         if n_done and (n_done == r.todo.numel() or n_done * 4 > r.todo.numel()):
             write(r, done)
             r = r.take(~done)
