@@ -39,7 +39,8 @@ fastest.  ``--busy`` runs one CPU-bound process alongside the timings.
 
 Run: ``python benchmarks/bench_dictionary_sweep.py`` (``--quick``: camera only,
 patch 8, 64 and 256 atoms, alpha 1, 10,000 / 2,000 patches; ``--help`` for
-the rest).  SPAMS comes with ``pip install -e ".[bench]"`` (``spams-bin``).
+the rest; ``--from-csv PATH`` prints a saved run's table and summary).
+SPAMS comes with ``pip install -e ".[bench]"`` (``spams-bin``).
 """
 
 from __future__ import annotations
@@ -427,6 +428,23 @@ def write_csv(path: str, rows: list[Row]) -> None:
                              for k in writer.fieldnames})
 
 
+def read_csv(path: str) -> list[Row]:
+    """Rows written by write_csv, with their numbers parsed back."""
+    kinds = {key: spec for key, _, _, spec in COLUMNS}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, text in row.items():
+            spec = kinds.get(key, "s")
+            if text == "n/a":
+                row[key] = None
+            elif spec == "d":
+                row[key] = int(text)
+            elif spec != "s":
+                row[key] = float(text)
+    return rows
+
+
 def print_summary(rows: list[Row]) -> None:
     """Worst and median of each ratio and objective gap over the grid rows."""
     print(f"\nsummary over {len(rows)} configurations (ratio > 1: sparsecode "
@@ -471,6 +489,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     parser.add_argument("--markdown", action="store_true",
                         help="print the final table as Markdown")
+    parser.add_argument("--from-csv", metavar="PATH",
+                        help="print the table and summary of a saved --csv run "
+                             "instead of running")
     args = parser.parse_args()
     if args.quick:
         args.images, args.patches, args.atoms, args.alphas = (
@@ -509,6 +530,12 @@ def run_grid(args: argparse.Namespace, notes: set[str], rows: list[Row]) -> None
 def main() -> None:
     """Warm up, run the grid (optionally with a busy process), print and save."""
     args = parse_args()
+    if args.from_csv:
+        rows = read_csv(args.from_csv)
+        print(markdown_table(rows) if args.markdown
+              else "\n".join([text_header(), *map(format_row, rows)]))
+        print_summary([r for r in rows if "best batch size" not in r["image"]])
+        return
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     if spams is None:
         print("spams is not installed: the SPAMS columns print n/a "

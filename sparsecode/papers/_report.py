@@ -37,12 +37,15 @@ class Report:
         What the paper reports (numbers or direction of effect).
     notes : list of str
         Setup and honest remarks (e.g. where a result disagrees).
+    figures : list of str
+        Paths of the figures the run wrote (its ``out_dir``).
     """
 
     title: str
     table: list[dict]
     paper: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
         """The report as Markdown: title, our table, the paper's, notes."""
@@ -51,6 +54,8 @@ class Report:
             out += ["## Reported in the paper\n", _markdown_table(self.paper)]
         if self.notes:
             out += ["## Notes\n"] + [f"- {n}" for n in self.notes]
+        if self.figures:
+            out += ["\n## Figures\n"] + [f"- `{f}`" for f in self.figures]
         return "\n".join(out) + "\n"
 
     def __str__(self) -> str:

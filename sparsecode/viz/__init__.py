@@ -1,0 +1,10 @@
+"""Figures of arrays: atom grids, spectra, FVU-L0 frontiers, density histograms
+(``[viz]``).
+
+Plots take plain arrays and rows and import nothing of sparsecode outside
+this package."""
+
+from .atoms import plot_atoms, plot_spectra
+from .frontier import plot_density_histograms, plot_frontier
+
+__all__ = ["plot_atoms", "plot_density_histograms", "plot_frontier", "plot_spectra"]
