@@ -67,7 +67,7 @@ def train_config(est, source, scale: float, *, partial: bool) -> TrainConfig:
         dead_window=est.dead_window or min(
             10_000_000, max(est.batch_size, 10 * m)),
         max_grad_norm=est.max_grad_norm, autocast=est.autocast,
-        scale=scale, log_every=est.log_every,
+        scale=scale, input_noise=float(est.input_noise), log_every=est.log_every,
         checkpoint_dir=None if est.checkpoint_dir is None else str(
             est.checkpoint_dir),
         checkpoint_every=est.checkpoint_every,

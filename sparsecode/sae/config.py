@@ -63,6 +63,11 @@ class TrainConfig:
     scale: float = 1.0
     """Inputs are multiplied by this before each step (input normalisation)."""
 
+    input_noise: float = 0.0
+    """Standard deviation of the Gaussian noise added to the (scaled) encoder
+    input of each step, the target staying clean (a denoising autoencoder;
+    >= 0, 0 adds none)."""
+
     log_every: int = 50
     """Steps between history entries (the only host synchronisations)."""
 
@@ -112,6 +117,8 @@ class TrainConfig:
              "max_grad_norm must be > 0 or None"),
             (self.autocast in (None, "bf16"), "autocast must be None or 'bf16'"),
             (self.scale > 0 and math.isfinite(self.scale), "scale must be positive"),
+            (self.input_noise >= 0 and math.isfinite(self.input_noise),
+             "input_noise must be a finite number >= 0"),
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.checkpoint_every is None or self.checkpoint_every >= 1,
              "checkpoint_every must be >= 1 or None"),

@@ -92,6 +92,11 @@ class SparseAutoencoder(BaseSparseEstimator):
     b_pre_init : {"geometric_median", "mean", "zeros"}, default="geometric_median"
     max_grad_norm : float, default=1.0
         Gradient-norm clipping (None disables).
+    input_noise : float, default=0.0
+        Denoising: in training only, the encoder sees ``x + input_noise * e``
+        (``e`` standard Gaussian, seeded by ``random_state``) and reconstructs
+        the clean x. Units of the normalised input (entries of unit mean
+        square with ``normalize_input``, else raw units); never in `transform`.
     activation_params : dict, default=None
         Extra arguments of the activation (see `sparsecode.nn.variants`).
     random_state : int, RandomState instance or None, default=None
@@ -178,6 +183,7 @@ class SparseAutoencoder(BaseSparseEstimator):
         "normalize_input": ["boolean"],
         "b_pre_init": [StrOptions({"geometric_median", "mean", "zeros"})],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "input_noise": [Interval(Real, 0, None, closed="left")],
         "activation_params": [dict, None],
         "random_state": ["random_state"],
         "device": [DeviceOption()],
@@ -202,36 +208,30 @@ class SparseAutoencoder(BaseSparseEstimator):
         device="auto", dtype=None, autocast=None, log_every=50,
         checkpoint_dir=None, checkpoint_every=None, resume="auto", callback=None,
         verbose=False, distributed="auto", distributed_timeout=300.0,
+        input_noise=0.0,
     ):
         self.n_components = n_components
         self.activation = activation
         self.k = k
         self.alpha = alpha
         self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.lr_warmup = lr_warmup
-        self.lr_decay = lr_decay
+        self.batch_size, self.learning_rate = batch_size, learning_rate
+        self.lr_warmup, self.lr_decay = lr_warmup, lr_decay
         self.sparsity_warmup = sparsity_warmup
         self.dead_window = dead_window
-        self.k_aux = k_aux
-        self.aux_coef = aux_coef
+        self.k_aux, self.aux_coef = k_aux, aux_coef
         self.normalize_input = normalize_input
         self.b_pre_init = b_pre_init
         self.max_grad_norm = max_grad_norm
         self.activation_params = activation_params
         self.random_state = random_state
-        self.device = device
-        self.dtype = dtype
-        self.autocast = autocast
+        self.device, self.dtype, self.autocast = device, dtype, autocast
         self.log_every = log_every
-        self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
         self.resume = resume
-        self.callback = callback
-        self.verbose = verbose
-        self.distributed = distributed
-        self.distributed_timeout = distributed_timeout
+        self.callback, self.verbose = callback, verbose
+        self.distributed, self.distributed_timeout = distributed, distributed_timeout
+        self.input_noise = input_noise
 
     # ---------------------------------------------------------------- setup
     def _comm(self):

@@ -73,6 +73,8 @@ def _train_step(state: TrainState, batch: torch.Tensor, config: TrainConfig,
     x, y = split_batch(model, batch)
     if model.input_norm != "none":  # (models read from SAELens; y is x here)
         x = y = model.normalize(x)[0]
+    if config.input_noise:  # the encoder sees noisy inputs, y stays clean
+        x = x + config.input_noise * _step_noise(state, x, comm)
     # AuxK runs once a latent is dead: checked after every quarter of the dead
     # window (in samples, so that training does not depend on log_every)
     use_aux = (state.aux_on and config.k_aux > 0
@@ -101,6 +103,18 @@ def _train_step(state: TrainState, batch: torch.Tensor, config: TrainConfig,
     if model.activation.unit_norm_decoder:
         model.normalize_decoder_()
     _track(state, out, target, y, terms, loss, (active, fired, center, n))
+
+
+def _step_noise(state: TrainState, x: torch.Tensor, comm: Local) -> torch.Tensor:
+    """This rank's rows of the step's standard Gaussian noise, drawn on the
+    device for the global batch from a seed of the data seed and the step (so
+    that a resumed or data-parallel run draws the same noise as one process)."""
+    seed = state.data_gen.initial_seed() * 2**24 + state.step + 1
+    gen = torch.Generator(device=x.device).manual_seed(seed % 2**63)
+    n = getattr(comm, "global_rows", x.shape[0])
+    noise = torch.randn((n, x.shape[1]), generator=gen, device=x.device, dtype=x.dtype)
+    lo = n * comm.rank // comm.world_size
+    return noise[lo:lo + x.shape[0]]
 
 
 @torch.no_grad()

@@ -42,9 +42,10 @@ class Transcoder(SparseAutoencoder):
 lr_decay, sparsity_warmup, dead_window, k_aux, aux_coef, normalize_input, \
 b_pre_init, max_grad_norm, activation_params, random_state, device, dtype, \
 autocast, log_every, checkpoint_dir, checkpoint_every, resume, callback, \
-verbose, distributed, distributed_timeout
+verbose, distributed, distributed_timeout, input_noise
         As for `SparseAutoencoder` (``b_pre_init`` sets the output bias from
-        Y and the initial encoder offset from X).
+        Y and the initial encoder offset from X; ``input_noise`` perturbs the
+        scaled X seen by the encoder and the skip term, Y stays clean).
 
     Attributes
     ----------
@@ -81,6 +82,7 @@ verbose, distributed, distributed_timeout
         random_state=None, device="auto", dtype=None, autocast=None, log_every=50,
         checkpoint_dir=None, checkpoint_every=None, resume="auto", callback=None,
         verbose=False, distributed="auto", distributed_timeout=300.0,
+        input_noise=0.0,
     ):
         super().__init__(
             n_components, activation=activation, k=k, alpha=alpha,
@@ -93,7 +95,7 @@ verbose, distributed, distributed_timeout
             autocast=autocast, log_every=log_every, checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every, resume=resume, callback=callback,
             verbose=verbose, distributed=distributed,
-            distributed_timeout=distributed_timeout)
+            distributed_timeout=distributed_timeout, input_noise=input_noise)
         self.skip_connection = skip_connection
 
     # ---------------------------------------------------------------- data
