@@ -18,12 +18,13 @@ from .dictionary import (
     sparse_encode,
 )
 from .io import load, save
-from .sae import SparseAutoencoder, Transcoder
+from .sae import ConvSparseAutoencoder, SparseAutoencoder, Transcoder
 from .words import SPINE, SparseOvercompleteVectors
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvSparseAutoencoder",
     "DictionaryLearning",
     "MiniBatchDictionaryLearning",
     "SPINE",

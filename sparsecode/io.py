@@ -39,7 +39,7 @@ from ._utils import (
 from .base import BaseSparseEstimator, resolve_device
 from .dictionary import DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder
 from .nn import ACTIVATIONS, SparseAutoencoderModule
-from .sae import SparseAutoencoder, Transcoder
+from .sae import ConvSparseAutoencoder, SparseAutoencoder, Transcoder
 from .sae.exchange import (
     load_dictionary_learning,
     load_saelens,
@@ -164,7 +164,7 @@ def save(est: BaseSparseEstimator, path: str | os.PathLike) -> Path:
 
 _ESTIMATORS = {cls.__name__: cls for cls in (
     DictionaryLearning, MiniBatchDictionaryLearning, SparseCoder, SparseAutoencoder,
-    Transcoder, SparseOvercompleteVectors, SPINE)}
+    Transcoder, SparseOvercompleteVectors, SPINE, ConvSparseAutoencoder)}
 
 
 def _estimator_class(name: str) -> type:
@@ -266,7 +266,13 @@ def _check_agreement(config: dict, tensors: dict[str, torch.Tensor], file: Path
     m = comp[0]
     if config["class"] in ("SparseAutoencoder", "Transcoder"):
         _check_module(config, tensors, file, comp)
-    if not transcoder:
+    if config["class"] == "ConvSparseAutoencoder":  # atoms are kernels
+        shape = fitted.get("image_shape_")
+        c = shape[-1] if isinstance(shape, list) and shape else None
+        k = _int_or_none(params.get("kernel_size"))
+        _disagree(file, "the components' width", comp[1], "kernel_size**2 * channels",
+                  None if k is None or _int_or_none(c) is None else k * k * c)
+    elif not transcoder:
         _disagree(file, "fitted n_features_in_", d, "the components' width", comp[1])
     else:
         _disagree(file, "fitted n_outputs_", fitted.get("n_outputs_"),

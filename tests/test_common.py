@@ -15,6 +15,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from sparsecode import (
+    ConvSparseAutoencoder,
     DictionaryLearning,
     MiniBatchDictionaryLearning,
     SparseAutoencoder,
@@ -50,6 +51,9 @@ ESTIMATORS = [
     SparseOvercompleteVectors(n_components=6, max_iter=3, batch_size=16,
                               random_state=0, device="cpu"),
     SPINE(n_components=6, max_iter=2, batch_size=16, random_state=0, device="cpu"),
+    # convolutional SAE: rows read as square (or one-row) grey images
+    ConvSparseAutoencoder(n_components=3, kernel_size=3, max_iter=3, batch_size=4,
+                          random_state=0, device="cpu"),
 ]
 
 EXPECTED_FAILED_CHECKS: dict = {}

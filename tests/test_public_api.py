@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: ``sparsecode.__all__`` as of the layout restructure: removing or renaming a
 #: name breaks users, so it changes here only on purpose.
 ALL = [
+    "ConvSparseAutoencoder",
     "DictionaryLearning",
     "MiniBatchDictionaryLearning",
     "SPINE",

@@ -2,6 +2,7 @@
 
 * `estimator` -- `SparseAutoencoder`, the scikit-learn estimator;
 * `transcoder` -- `Transcoder`: codes of X trained to reconstruct Y;
+* `conv` -- `ConvSparseAutoencoder`: convolutional code maps of images;
 * `config`, `state`, `training` -- `TrainConfig`, `TrainState` and the one
   training loop `fit_loop` (Adam, schedules, AuxK, clipping, checkpoints);
 * `sources` -- batches from arrays, tensors, memmaps and iterables;
@@ -21,6 +22,7 @@ Examples
 """
 
 from .config import TrainConfig
+from .conv import ConvSparseAutoencoder
 from .estimator import SparseAutoencoder
 from .exchange import load_saelens, load_sparsify
 from .sources import IterableBatches, MemmapBatches, TensorBatches, make_source
@@ -29,6 +31,7 @@ from .training import clip_gradients, fit_loop, lr_factor, sparsity_factor
 from .transcoder import Transcoder
 
 __all__ = [
+    "ConvSparseAutoencoder",
     "IterableBatches",
     "MemmapBatches",
     "SparseAutoencoder",
