@@ -1,7 +1,35 @@
-"""Reproductions of historic applications: each module has ``run(quick=False)``
-returning a `Report` (our numbers beside the paper's)."""
+"""Reproductions of historic applications, one module each.
 
-from . import cunningham2023, yun2021
+Every module has ``run(quick=False, device="auto", out_dir=None,
+random_state=0)`` returning a `Report` (our numbers beside the paper's);
+with ``out_dir`` the report (Markdown and JSON) and its figures are written
+there. `PAPERS` names them with one line each (``sparsecode reproduce
+--list``).
+"""
+
+from . import (
+    cunningham2023,
+    faruqui2015,
+    sharkey2022,
+    spine2018,
+    trifonov2018,
+    yun2021,
+)
 from ._report import Report
 
-__all__ = ["Report", "cunningham2023", "yun2021"]
+#: module name -> one line on what it reproduces
+PAPERS = {
+    "sharkey2022": "Sharkey et al. 2022: SAEs recover features from toy superposition",
+    "cunningham2023": "Cunningham et al. 2023: SAE FVU vs L0 against PCA/ICA/neurons "
+                      "on MiniLM",
+    "yun2021": "Yun et al. 2021: one dictionary of transformer factors over MiniLM "
+               "layers",
+    "faruqui2015": "Faruqui et al. 2015: sparse overcomplete word vectors (GloVe, "
+                   "MiniLM)",
+    "spine2018": "Subramanian et al. 2018: SPINE sparse interpretable word vectors",
+    "trifonov2018": "Trifonov et al. 2018: post-hoc sparse sentence embeddings, "
+                    "coherence",
+}
+
+__all__ = ["PAPERS", "Report", "cunningham2023", "faruqui2015", "sharkey2022",
+           "spine2018", "trifonov2018", "yun2021"]

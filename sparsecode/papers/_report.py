@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Report", "effect_notes", "rows_by_group"]
+from .._utils import atomic_write
+
+__all__ = ["Report", "effect_notes", "figure_path", "finish", "rows_by_group"]
 
 
 def _cell(v: Any) -> str:
@@ -60,6 +65,61 @@ class Report:
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+    def write(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``report.md`` and ``report.json`` (every field) into ``out_dir``.
+
+        Each file is written whole or not at all (atomic replace).
+
+        Parameters
+        ----------
+        out_dir : str or path-like
+            Folder, created if missing.
+
+        Returns
+        -------
+        pathlib.Path
+            The Markdown file.
+
+        Examples
+        --------
+        >>> import json, tempfile
+        >>> from sparsecode.papers import Report
+        >>> out = tempfile.mkdtemp()
+        >>> path = Report("demo", [{"method": "a", "fvu": 0.25}]).write(out)
+        >>> path.name, json.loads((path.parent / "report.json").read_text())["title"]
+        ('report.md', 'demo')
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(asdict(self), indent=1, default=str, allow_nan=True)
+        for name, body in (("report.md", self.to_markdown()), ("report.json", text)):
+            atomic_write(out / name, lambda tmp, b=body: Path(tmp).write_text(
+                b, encoding="utf-8"))
+        return out / "report.md"
+
+
+def finish(report: Report, out_dir: str | os.PathLike | None) -> Report:
+    """``report``, written into ``out_dir`` first when one is given."""
+    if out_dir is not None:
+        report.write(out_dir)
+    return report
+
+
+def figure_path(out_dir: str | os.PathLike | None, name: str) -> Path | None:
+    """``out_dir / name`` (the folder created), or None when ``out_dir`` is None.
+
+    Examples
+    --------
+    >>> from sparsecode.papers._report import figure_path
+    >>> figure_path(None, "atoms.png") is None
+    True
+    """
+    if out_dir is None:
+        return None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out / name
 
 
 def rows_by_group(table: list[dict], group: str = "vectors",

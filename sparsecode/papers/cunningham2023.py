@@ -30,6 +30,7 @@ the notes say what we measured.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import warnings
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ._report import Report
+from ._report import Report, figure_path, finish
 
 __all__ = ["PAPER", "SITES", "neuron_basis", "run"]
 
@@ -256,10 +257,11 @@ def _verdicts(rows: list[dict], cfg: Config) -> list[str]:
 
 
 def run(
-    quick: bool = True,
-    *,
-    device: str = "cpu",
+    quick: bool = False,
+    device: str = "auto",
+    out_dir: str | os.PathLike | None = None,
     random_state: int = 0,
+    *,
     texts: list[str] | None = None,
     **overrides: Any,
 ) -> Report:
@@ -267,7 +269,7 @@ def run(
 
     Parameters
     ----------
-    quick : bool, default=True
+    quick : bool, default=False
         about 8,000 tokens (first window of 70 documents); SAEs of 768 and 3072
         latents (2x and 8x the residual width) on the residual stream and
         768 on the MLP, TopK k in {8, 16, 32} and ReLU at 3x and 10x the
@@ -276,7 +278,10 @@ def run(
         tokens), widths 768/1536/3072 on both sites, k up to 64, the
         estimators' default training (about 2000 steps each; hours on two
         CPU cores, use ``device="cuda"`` where available).
-    device : str, default="cpu"
+    device : str, default="auto"
+    out_dir : str or path-like, optional
+        Where to write ``report.md``, ``report.json`` and the FVU-L0
+        figures (nothing when None).
     random_state : int, default=0
     texts : list of str, optional
         Documents to use instead of ``n_docs`` documents spread over the
@@ -313,6 +318,14 @@ def run(
         *_comparisons(rows, cfg),
         *_verdicts(rows, cfg),
     ]
-    return Report(
+    report = Report(
         title="Cunningham et al. 2023: SAEs vs PCA/ICA/neurons on MiniLM layer 3",
         table=rows, paper=PAPER, notes=notes)
+    for site in data:
+        path = figure_path(out_dir, f"frontier_{site}.png")
+        if path is not None:
+            from ..viz import plot_frontier
+
+            plot_frontier([r for r in rows if r["site"] == site], path)
+            report.figures.append(str(path))
+    return finish(report, out_dir)

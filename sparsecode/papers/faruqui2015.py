@@ -20,6 +20,7 @@ The module's helpers (`load_vocabulary`, `evaluate`) are shared with
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,7 @@ from ..metrics import (
     word_similarity,
 )
 from ..words import SparseOvercompleteVectors
-from ._report import Report, effect_notes
+from ._report import Report, effect_notes, finish
 
 __all__ = ["PAPER", "evaluate", "load_vocabulary", "run"]
 
@@ -138,10 +139,11 @@ def evaluate(vectors: WordVectors, n_frequent: int, texts: list[str],
     }
 
 
-def _sov_rows(X: np.ndarray, quick: bool, device: str,
+def _sov_rows(X: np.ndarray, quick: bool, device: str, seed: int = 0,
               **kw: Any) -> dict[str, Callable[[], np.ndarray]]:
     """The sparse variants (fitted lazily, the non-negative fit shared by B)."""
-    base = dict(max_iter=10 if quick else 20, random_state=0, device=device, **kw)
+    base = dict(max_iter=10 if quick else 20, random_state=seed, device=device,
+                **kw)
     cache: dict[str, np.ndarray] = {}
 
     def nonneg() -> np.ndarray:
@@ -181,7 +183,8 @@ def _sizes(quick: bool) -> dict[str, tuple[int, dict]]:
     return {"glove": (20000, {}), "minilm": (20000, {})}
 
 
-def run(quick: bool = False, device: str = "auto") -> Report:
+def run(quick: bool = False, device: str = "auto",
+        out_dir: str | os.PathLike | None = None, random_state: int = 0) -> Report:
     """Dense vs methods A / non-negative / B on GloVe-50d and MiniLM vectors.
 
     Parameters
@@ -189,6 +192,10 @@ def run(quick: bool = False, device: str = "auto") -> Report:
     quick : bool
         Small vocabularies and 10 epochs (well under a minute; for tests).
     device : str
+    out_dir : str or path-like, optional
+        Where to write ``report.md`` and ``report.json`` (nothing when None).
+    random_state : int, default=0
+        Seeds the data sampling and every estimator.
 
     Returns
     -------
@@ -198,11 +205,11 @@ def run(quick: bool = False, device: str = "auto") -> Report:
     table = []
     for kind, (n, kw) in _sizes(quick).items():
         def methods(vocab, kw=kw):
-            return _sov_rows(vocab.vectors, quick, device, **kw)
+            return _sov_rows(vocab.vectors, quick, device, random_state, **kw)
         table += _rows(kind, n, methods, DIRECTION, texts, labels)
-    return Report(
+    return finish(Report(
         title="Faruqui et al. (2015): sparse overcomplete word vectors",
-        table=table, paper=PAPER, notes=_notes(table, quick))
+        table=table, paper=PAPER, notes=_notes(table, quick)), out_dir)
 
 
 def _notes(table: list[dict], quick: bool) -> list[str]:

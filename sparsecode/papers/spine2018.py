@@ -15,13 +15,14 @@ the clean ones.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
 from ..data.text import load_newsgroups_texts
 from ..words import SPINE, SparseOvercompleteVectors
-from ._report import Report, effect_notes
+from ._report import Report, effect_notes, finish
 from .faruqui2015 import _rows
 
 __all__ = ["PAPER", "run"]
@@ -77,7 +78,8 @@ def _sizes(quick: bool) -> dict[str, tuple[int, int, dict]]:
     return {"glove": (20000, 150, {}), "minilm": (20000, 150, {})}
 
 
-def run(quick: bool = False, device: str = "auto") -> Report:
+def run(quick: bool = False, device: str = "auto",
+        out_dir: str | os.PathLike | None = None, random_state: int = 0) -> Report:
     """Dense vs SPOWV vs SPINE on GloVe-50d and MiniLM token vectors.
 
     Parameters
@@ -85,6 +87,10 @@ def run(quick: bool = False, device: str = "auto") -> Report:
     quick : bool
         Small vocabularies, 20 SPINE epochs (well under a minute; for tests).
     device : str
+    out_dir : str or path-like, optional
+        Where to write ``report.md`` and ``report.json`` (nothing when None).
+    random_state : int, default=0
+        Seeds the data sampling and every estimator.
 
     Returns
     -------
@@ -94,10 +100,10 @@ def run(quick: bool = False, device: str = "auto") -> Report:
     table = []
     for kind, (n, epochs, kw) in _sizes(quick).items():
         def methods(vocab, epochs=epochs, kw=kw):
-            return _spine_methods(vocab.vectors, epochs, kw, device)
+            return _spine_methods(vocab.vectors, epochs, kw, device, random_state)
         table += _rows(kind, n, methods, DIRECTION, texts, labels)
-    return Report(title="Subramanian et al. (2018): SPINE", table=table,
-                  paper=PAPER, notes=_notes(table, quick))
+    return finish(Report(title="Subramanian et al. (2018): SPINE", table=table,
+                         paper=PAPER, notes=_notes(table, quick)), out_dir)
 
 
 def _notes(table: list[dict], quick: bool) -> list[str]:

@@ -14,6 +14,7 @@ coordinates) and random sets of ``k`` sentences are the baselines.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from ..data.activations import load_minilm, sentence_embeddings
 from ..data.text import load_lee_texts, load_newsgroups_texts, load_wiki_texts
 from ..metrics import sparsity
 from ..words import SparseOvercompleteVectors
-from ._report import Report
+from ._report import Report, finish
 
 __all__ = ["PAPER", "coherence", "load_sentences", "run"]
 
@@ -123,17 +124,18 @@ def coherence(values: np.ndarray, B: sp.csr_matrix, k: int = 10, m: int = 8,
 
 
 def _representations(E: np.ndarray, n_components: int, max_iter: int,
-                     device: str) -> dict[str, np.ndarray]:
+                     device: str, seed: int = 0) -> dict[str, np.ndarray]:
     reps = {"dense (384 coordinates)": E}
     for name, nonneg in (("sparse, signed", False), ("sparse, non-negative", True)):
         est = SparseOvercompleteVectors(n_components, nonnegative=nonneg,
-                                        max_iter=max_iter, random_state=0,
+                                        max_iter=max_iter, random_state=seed,
                                         device=device)
         reps[name] = est.fit(E).codes_
     return reps
 
 
-def run(quick: bool = False, device: str = "auto") -> Report:
+def run(quick: bool = False, device: str = "auto",
+        out_dir: str | os.PathLike | None = None, random_state: int = 0) -> Report:
     """Coherence of dense vs post-hoc sparse MiniLM sentence-embedding dimensions.
 
     Parameters
@@ -141,23 +143,28 @@ def run(quick: bool = False, device: str = "auto") -> Report:
     quick : bool
         400 sentences (Lee + newsgroups), 2x overcomplete (for tests).
     device : str
+    out_dir : str or path-like, optional
+        Where to write ``report.md`` and ``report.json`` (nothing when None).
+    random_state : int, default=0
+        Seeds the data sampling and every estimator.
 
     Returns
     -------
     Report
     """
     n, K, epochs, k = (400, 768, 20, 5) if quick else (5000, 1536, 20, 10)
-    sentences = load_sentences(n, quick=quick)
+    sentences = load_sentences(n, quick=quick, seed=random_state)
     t0 = time.perf_counter()
     model, tokenizer = load_minilm()
     E = sentence_embeddings(model, tokenizer, sentences)
     embed_s = time.perf_counter() - t0
     B = _word_matrix(sentences)
     table = []
-    for name, values in _representations(E, K, epochs, device).items():
+    for name, values in _representations(E, K, epochs, device,
+                                                 random_state).items():
         row = {"representation": name, "dims": values.shape[1],
                "sparsity": sparsity(values)}
-        row.update(coherence(values, B, k=k))
+        row.update(coherence(values, B, k=k, random_state=random_state))
         table.append(row)
     notes = [f"{len(sentences)} sentences, embedded in {embed_s:.0f} s; top {k} "
              "sentences and their 8 most frequent content words per dimension; "
@@ -169,6 +176,6 @@ def run(quick: bool = False, device: str = "auto") -> Report:
                      "coordinates here, unlike the paper.")
     if signed["npmi"] <= signed["npmi_random"]:
         notes.append("Signed sparse dimensions are no more coherent than chance.")
-    return Report(title="Trifonov et al. (2018): post-hoc sparse sentence "
-                        "embeddings, coherence of dimensions",
-                  table=table, paper=PAPER, notes=notes)
+    return finish(Report(title="Trifonov et al. (2018): post-hoc sparse sentence "
+                               "embeddings, coherence of dimensions",
+                         table=table, paper=PAPER, notes=notes), out_dir)

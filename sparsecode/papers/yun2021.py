@@ -37,6 +37,7 @@ paper's direction predicts that early-peaking factors are purer.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ._report import Report
+from ._report import Report, finish
 
 __all__ = ["LAYERS", "PAPER", "corpus_sample", "importance_scores", "run",
            "token_purity"]
@@ -254,10 +255,11 @@ def _summary(imp: np.ndarray, purity: np.ndarray, alive: np.ndarray,
 
 
 def run(
-    quick: bool = True,
-    *,
-    device: str = "cpu",
+    quick: bool = False,
+    device: str = "auto",
+    out_dir: str | os.PathLike | None = None,
     random_state: int = 0,
+    *,
     texts: list[str] | None = None,
     **overrides: Any,
 ) -> Report:
@@ -265,13 +267,15 @@ def run(
 
     Parameters
     ----------
-    quick : bool, default=True
+    quick : bool, default=False
         Small setting (48 documents, first 62 tokens of each, 256 atoms;
         about a minute on two CPU cores). ``False``: 300 documents, up to
         126 tokens each (about 36,000 tokens x 7 layers), 1024 atoms, more
         FISTA iterations (about an hour on two CPU cores; use
         ``device="cuda"`` where available).
-    device : str, default="cpu"
+    device : str, default="auto"
+    out_dir : str or path-like, optional
+        Where to write ``report.md``, ``report.json`` (nothing when None).
     random_state : int, default=0
         Seeds the training-token sample and the dictionary.
     texts : list of str, optional
@@ -310,7 +314,7 @@ def run(
         table=_atom_rows(imp, res["purity"], picks, levels, top), paper=PAPER,
         notes=notes)
     report.extra = {k: v for k, v in res.items() if k not in ("top", "picks")}
-    return report
+    return finish(report, out_dir)
 
 
 def _analyse(store: Any, tokenizer: Any, cfg: Config, seed: int,

@@ -43,11 +43,14 @@ def test_compare_command_writes_report(tmp_path):
     assert "mmcs" in md  # toy data knows its true features
 
 
-def test_compare_command_rejects_unknown_data():
+def test_compare_command_rejects_unknown_data(capsys):
     import pytest
 
-    with pytest.raises(ValueError, match="--data must be"):
-        main(["compare", "--data", "nope"])
+    assert main(["compare", "--data", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--data must be" in err[0]
+    with pytest.raises(ValueError, match="--data must be"):  # -v: the traceback
+        main(["-v", "compare", "--data", "nope"])
 
 
 def test_compare_data_sources():

@@ -25,12 +25,13 @@ def yun():
 
 
 @pytest.fixture(scope="module")
-def cunningham():
+def cunningham(tmp_path_factory):
     from sparsecode.papers import cunningham2023
 
     # smaller than quick mode (one width per site, two k), same code path
     return cunningham2023.run(
-        quick=True, device="cpu", random_state=0, n_docs=44, n_tokens=5000,
+        quick=True, device="cpu", random_state=0,
+        out_dir=tmp_path_factory.mktemp("cunningham"), n_docs=44, n_tokens=5000,
         latents={"residual": (768,), "mlp": (384,)}, ks=(8, 32),
         relu_alphas=(3.0,), baseline_ks=(8, 32), ica_ks={"residual": (8,),
                                                          "mlp": ()})
@@ -99,6 +100,19 @@ def test_cunningham_table(cunningham):
                                                  else 1536)
         if r["family"] in ("sae_topk", "pca", "ica", "neurons"):
             assert r["l0"] == pytest.approx(r["level"])
+
+
+def test_cunningham_writes_its_report_and_one_frontier_per_site(cunningham):
+    from pathlib import Path
+
+    import matplotlib.image
+
+    figures = [Path(f) for f in cunningham.figures]
+    assert sorted(f.name for f in figures) == ["frontier_mlp.png",
+                                               "frontier_residual.png"]
+    assert all(matplotlib.image.imread(f).shape[2] in (3, 4) for f in figures)
+    md = (figures[0].parent / "report.md").read_text()
+    assert "frontier_mlp.png" in md and md.startswith("# Cunningham")
 
 
 def _fvu(report, site, family, level):
