@@ -1,8 +1,9 @@
-"""Command-line interface: ``sparsecode demo|compare|extract|fit|reproduce``.
+"""Command line: ``sparsecode demo|compare|extract|fit|transform|evaluate|reproduce``.
 
 One module per command group (`demo`, `compare`, `store` for ``extract`` and
-``fit``, `reproduce`), each with ``add_command(s)`` registering its
-subparsers and a ``run`` function; `main` dispatches. A user error (bad
+``fit``, `model` for ``transform`` and ``evaluate``, `reproduce`), each with
+``add_command(s)`` registering its subparsers and a ``run`` function; `main`
+dispatches. A user error (bad
 value, missing file, missing optional package) exits with status 2 and one
 line on stderr; ``-v`` shows the traceback.
 """
@@ -13,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import compare, demo, reproduce, store
+from . import compare, demo, model, reproduce, store
 
 __all__ = ["main"]
 
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_command(sub)
     compare.add_command(sub)
     store.add_commands(sub)
+    model.add_commands(sub)
     reproduce.add_command(sub)
     return parser
 
@@ -60,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     runners = {"demo": demo.run, "compare": compare.run, "extract": store.run_extract,
-               "fit": store.run_fit, "reproduce": reproduce.run}
+               "fit": store.run_fit, "transform": model.run_transform,
+               "evaluate": model.run_evaluate, "reproduce": reproduce.run}
     try:
         runners[args.command](args)
     except USER_ERRORS as err:
