@@ -15,8 +15,8 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(sparsecode.__path__,
 
 def test_the_package_has_modules_with_examples():
     finder = doctest.DocTestFinder()
-    with_examples = [n for n in MODULES
-                     if any(t.examples for t in finder.find(importlib.import_module(n)))]
+    with_examples = [n for n in MODULES if any(
+        t.examples for t in finder.find(importlib.import_module(n)))]
     assert len(MODULES) > 50 and len(with_examples) >= 20, with_examples
 
 

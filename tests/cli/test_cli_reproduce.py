@@ -40,14 +40,14 @@ def test_reproduce_writes_the_report_it_prints(tmp_path, capsys, monkeypatch):
     """What the command passes to ``run``, prints and leaves on disk (the
     module's own test covers its numbers)."""
     from sparsecode.papers import Report, sharkey2022
-    from sparsecode.papers._report import finish
 
     seen = {}
 
     def small(**kw):
         seen.update(kw)
-        return finish(Report("Sharkey (stub)", [{"mmcs": 0.5}], notes=["n"]),
-                      kw["out_dir"])
+        report = Report("Sharkey (stub)", [{"mmcs": 0.5}], notes=["n"])
+        report.write(kw["out_dir"])
+        return report
 
     monkeypatch.setattr(sharkey2022, "run", small)
     out = tmp_path / "rep"

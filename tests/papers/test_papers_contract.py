@@ -8,7 +8,6 @@ import pytest
 
 from sparsecode import papers
 from sparsecode.papers import PAPERS, Report
-from sparsecode.papers._report import finish
 
 SIGNATURE = [("quick", False), ("device", "auto"), ("out_dir", None),
              ("random_state", 0)]
@@ -27,10 +26,9 @@ def test_run_has_the_shared_signature(name):
     assert "out_dir" in run.__doc__ and "random_state" in run.__doc__
 
 
-def test_finish_writes_markdown_and_json_only_with_an_out_dir(tmp_path):
+def test_write_puts_markdown_and_json_in_the_folder(tmp_path):
     report = Report("t", [{"a": 1.5, "b": "x"}], notes=["n"])
-    assert finish(report, None) is report and not list(tmp_path.iterdir())
-    finish(report, tmp_path / "out")
+    assert report.write(tmp_path / "out") == tmp_path / "out" / "report.md"
     md = (tmp_path / "out" / "report.md").read_text()
     assert md.startswith("# t") and "| 1.5 | x |" in md
     data = json.loads((tmp_path / "out" / "report.json").read_text())
