@@ -5,19 +5,18 @@ scikit-learn world (numpy arrays, parameters, feature names, pickling) and the
 torch world (tensors on a device). Subclasses implement the algorithm on
 tensors and never convert in their hot loops.
 
-The boundary is also where hostile inputs stop. Complex data (numpy, pandas
-or torch) raises `ComplexDataError` (a ``TypeError`` and the ``ValueError``
-scikit-learn's checks expect) naming the dtype; torch sparse, quantized and
-nested tensors raise ``TypeError`` and meta tensors ``ValueError``, saying
-what to pass instead (`check_tensor`); tensors that require grad are
-detached; read-only arrays are copied. Bools are refused where a number is
-expected, and devices other than the CPU and CUDA when the parameters are
-validated. Values whose squares would overflow the compute dtype raise
-``ValueError`` with the accepted range, unless the estimator rescales its
-input itself (`BaseSparseEstimator._max_abs_input`); a fit that needs more
-memory than the device has left raises ``ValueError`` before allocating
-(`check_memory`); and a ``transform`` or ``inverse_transform`` whose result
-overflowed raises ``ValueError`` instead of returning NaN or infinity.
+The boundary is also where hostile inputs stop. Complex data (numpy, pandas or torch)
+raises `ComplexDataError` (a ``TypeError`` and the ``ValueError`` scikit-learn's checks
+expect) naming the dtype; torch sparse, quantized and nested tensors raise ``TypeError``
+and meta tensors ``ValueError``, saying what to pass instead (`check_tensor`); tensors
+that require grad are detached; read-only arrays are copied. Bools are refused where a
+number is expected, and devices other than the CPU and CUDA when the parameters are
+validated. Values whose squares would overflow the compute dtype raise ``ValueError``
+with the accepted range, unless the estimator rescales its input itself
+(`BaseSparseEstimator._max_abs_input`); a fit that needs more memory than the device has
+left raises ``ValueError`` before allocating (`check_memory`); and a ``transform`` or
+``inverse_transform`` whose result overflowed raises ``ValueError`` instead of returning
+NaN or infinity.
 """
 
 from __future__ import annotations
@@ -72,7 +71,22 @@ _NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def torch_dtype(dtype: Any) -> torch.dtype:
-    """Map a numpy/torch/str float dtype to the torch float dtype."""
+    """Map a numpy/torch/str float dtype to the torch float dtype.
+
+    Parameters
+    ----------
+    dtype : numpy dtype, torch.dtype or str; float32 or float64 (else TypeError)
+
+    Returns
+    -------
+    torch.dtype
+
+    Examples
+    --------
+    >>> from sparsecode.base import torch_dtype
+    >>> torch_dtype("float32"), torch_dtype("float64")
+    (torch.float32, torch.float64)
+    """
     if isinstance(dtype, torch.dtype):
         if dtype in _NP_DTYPES:
             return dtype
@@ -92,6 +106,15 @@ class BaseSparseEstimator(
     (``components_`` ...) are the public state; torch tensors used internally
     live in attributes whose names start with ``_t_`` and are moved to the CPU
     when pickled, so a model trained on CUDA unpickles on a CPU-only machine.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode import SPINE
+    >>> X = torch.randn(20, 4, generator=torch.Generator().manual_seed(0))
+    >>> est = SPINE(3, max_iter=1, random_state=0, device="cpu").fit(X)
+    >>> type(est.transform(X)).__name__, list(est.get_feature_names_out())
+    ('Tensor', ['spine0', 'spine1', 'spine2'])
     """
 
     _parameter_constraints: dict = {}

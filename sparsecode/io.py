@@ -1,22 +1,20 @@
 """Save and load estimators (safetensors + JSON), and read external SAEs.
 
-`save` writes a directory with ``model.safetensors`` (every tensor) and
-``config.json`` (class, `get_params`, fitted metadata, and the name, shape
-and dtype of every tensor). The directory is written under a temporary name
-and renamed into place. `load` checks the format, the class (only sparsecode
-estimators), the tensor names and shapes, that the parameters, fitted
-attributes and module description of ``config.json`` agree with each other and
-with the tensors (``n_components``, ``k``, ``activation``, ...), and never
-unpickles anything.
+`save` writes a directory with ``model.safetensors`` (every tensor) and ``config.json``
+(class, `get_params`, fitted metadata, and the name, shape and dtype of every tensor).
+The directory is written under a temporary name and renamed into place. `load` checks
+the format, the class (only sparsecode estimators), the tensor names and shapes, that
+the parameters, fitted attributes and module description of ``config.json`` agree with
+each other and with the tensors (``n_components``, ``k``, ``activation``, ...), and
+never unpickles anything.
 
 `load_saelens`, `load_sparsify` and `load_dictionary_learning` (from
-`sparsecode.sae.exchange`) read SAEs and transcoders trained by SAELens,
-EleutherAI's sparsify and dictionary_learning as fitted `SparseAutoencoder` /
-`Transcoder` (their metadata -- hook name, model name, ... -- as ``metadata_``,
-which `save` keeps); `save_saelens` and `save_sparsify` write them in the
-first two libraries' own formats, for ``sae_lens.SAE.load_from_disk`` and
-``sparsify.SparseCoder.load_from_disk``. Every malformed file raises a
-``ValueError`` naming the file.
+`sparsecode.sae.exchange`) read SAEs and transcoders trained by SAELens, EleutherAI's
+sparsify and dictionary_learning as fitted `SparseAutoencoder` / `Transcoder` (their
+metadata -- hook name, model name, ... -- as ``metadata_``, which `save` keeps);
+`save_saelens` and `save_sparsify` write them in the first two libraries' own formats,
+for ``sae_lens.SAE.load_from_disk`` and ``sparsify.SparseCoder.load_from_disk``. Every
+malformed file raises a ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
@@ -132,6 +130,15 @@ def save(est: BaseSparseEstimator, path: str | os.PathLike) -> Path:
     Returns
     -------
     pathlib.Path
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from sparsecode import SparseCoder, load, save
+    >>> coder = SparseCoder(np.eye(2), device="cpu").fit(np.ones((1, 2)))
+    >>> path = save(coder, tempfile.mkdtemp() + "/coder")
+    >>> sorted(p.name for p in path.iterdir()), load(path).n_components_
+    (['config.json', 'model.safetensors'], 2)
     """
     if not isinstance(est, BaseSparseEstimator):
         raise TypeError(f"save expects a sparsecode estimator, got {type(est)}.")

@@ -166,13 +166,11 @@ def sparse_encode(
 ) -> np.ndarray | torch.Tensor:
     """Sparse coding, with scikit-learn's signature and objective, on torch.
 
-    Each row of the result solves
-    ``min_u 0.5 * ||x - u V||^2 + alpha * ||u||_1`` (lasso algorithms), or is
-    the OMP/LARS code with ``n_nonzero_coefs`` atoms, or the soft threshold.
-    Parameters are validated as by scikit-learn's `sparse_encode` (its
-    ``InvalidParameterError``, a ``ValueError``, and messages); with
-    ``check_input``, ``X`` and ``dictionary`` (arrays or tensors) must be
-    finite, non-empty and 2-D.
+    Each row of the result solves ``min_u 0.5 * ||x - u V||^2 + alpha * ||u||_1`` (lasso
+    algorithms), or is the OMP/LARS code with ``n_nonzero_coefs`` atoms, or the soft
+    threshold. Parameters are validated as by scikit-learn's `sparse_encode` (its
+    ``InvalidParameterError``, a ``ValueError``, and messages); with ``check_input``,
+    ``X`` and ``dictionary`` (arrays or tensors) must be finite, non-empty and 2-D.
 
     The rows are coded in chunks by `encode_chunks`: each chunk's working
     memory is bounded (`chunk_rows`), chunks run through `joblib.Parallel`
@@ -216,6 +214,15 @@ def sparse_encode(
     -------
     codes : ndarray or torch.Tensor of shape (n_samples, n_components)
         A tensor on ``X``'s device when ``X`` is a tensor.
+
+    Examples
+    --------
+    With orthonormal atoms, the lasso code is the soft-thresholded correlation:
+
+    >>> from sparsecode import sparse_encode
+    >>> V = [[1.0, 0.0], [0.0, 1.0]]
+    >>> sparse_encode([[3.0, 0.5]], V, alpha=1.0, device="cpu").tolist()
+    [[2.0, 0.0]]
     """
     check_algorithm(algorithm, positive)
     reject_bools({"n_nonzero_coefs": n_nonzero_coefs, "alpha": alpha,
@@ -265,15 +272,14 @@ def chunk_rows(
 ) -> int:
     """Rows per chunk of `encode_chunks`, from the memory a chunk may use.
 
-    At most ``MAX_ROWS[kind]`` rows, and ``CHUNK_BYTES[kind]`` bytes of
-    working memory (kind "cpu" or "other" devices) by the estimate per row
-    ``b (d + c K) + m s^2`` (``b`` the itemsize, ``d`` features, ``K``
-    components): the row, its correlations, codes and solver buffers (``c``
-    is 5 for threshold, else 12), and per-row support matrices:
-    the homotopy (lasso_lars, lasso_cd, lars) keeps ``s = min(K, d + 8)``
-    slots (``n_nonzero_coefs + 8`` for lars) and three float64 ``s x s``
-    inverses (``m = 24``), omp ``s = n_nonzero_coefs`` and ``m = 4 b``.
-    Independent of ``n_jobs``, so the codes are too.
+    At most ``MAX_ROWS[kind]`` rows, and ``CHUNK_BYTES[kind]`` bytes of working memory
+    (kind "cpu" or "other" devices) by the estimate per row ``b (d + c K) + m s^2``
+    (``b`` the itemsize, ``d`` features, ``K`` components): the row, its correlations,
+    codes and solver buffers (``c`` is 5 for threshold, else 12), and per-row support
+    matrices: the homotopy (lasso_lars, lasso_cd, lars) keeps ``s = min(K, d + 8)``
+    slots (``n_nonzero_coefs + 8`` for lars) and three float64 ``s x s`` inverses
+    (``m = 24``), omp ``s = n_nonzero_coefs`` and ``m = 4 b``. Independent of
+    ``n_jobs``, so the codes are too.
 
     Parameters
     ----------
@@ -310,19 +316,17 @@ def encode_chunks(
 ) -> torch.Tensor:
     """`encode_tensor` over chunks of rows: bounded memory, parallel through joblib.
 
-    Chunks of ``chunk_size`` rows (default `chunk_rows`: bounded working
-    memory, independent of ``n_jobs``) are moved to ``V``'s device and dtype
-    one at a time and their codes written into the preallocated result:
-    besides it, only the chunks in flight are held (about ``n_jobs`` chunk
-    budgets). On the CPU the chunks go through `joblib.Parallel` with
-    ``n_jobs`` under the active backend (`joblib.parallel_config`; threads by
-    default, or processes: "loky", Dask, Ray) as numpy views, so a process
-    backend is sent each chunk (a memmap's as a reference to its file), never
-    the whole array (a backend that cannot stream results, such as
-    "multiprocessing" or Ray's, returns them all at the end); each chunk runs
-    on one torch intra-op thread (`sparsecode._utils.one_thread`). On other
-    devices chunks run in threads.
-    Results are the same for every backend and ``n_jobs``. Warns
+    Chunks of ``chunk_size`` rows (default `chunk_rows`: bounded working memory,
+    independent of ``n_jobs``) are moved to ``V``'s device and dtype one at a time and
+    their codes written into the preallocated result: besides it, only the chunks in
+    flight are held (about ``n_jobs`` chunk budgets). On the CPU the chunks go through
+    `joblib.Parallel` with ``n_jobs`` under the active backend
+    (`joblib.parallel_config`; threads by default, or processes: "loky", Dask, Ray) as
+    numpy views, so a process backend is sent each chunk (a memmap's as a reference to
+    its file), never the whole array (a backend that cannot stream results, such as
+    "multiprocessing" or Ray's, returns them all at the end); each chunk runs on one
+    torch intra-op thread (`sparsecode._utils.one_thread`). On other devices chunks run
+    in threads. Results are the same for every backend and ``n_jobs``. Warns
     `ConvergenceWarning` once if any chunk did not converge.
 
     Parameters

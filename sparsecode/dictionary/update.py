@@ -39,6 +39,36 @@ def bcd_pass(
     there is one host synchronisation per pass, not per atom. On the CPU the
     loop runs in numpy on views of the same memory (less overhead per small
     operation than torch's dispatcher; docs/design.md, section 3).
+
+    Parameters
+    ----------
+    V : torch.Tensor of shape (n_components, n_features)
+        The atoms, updated in place.
+    A : torch.Tensor of shape (n_components, n_components)
+        ``codes^T codes``.
+    B : torch.Tensor of shape (n_features, n_components)
+        ``X^T codes``.
+    candidates : torch.Tensor of shape (n_components, n_features)
+        Replacements of the unused atoms.
+    positive : bool
+        Non-negative atoms.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_components,), bool
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.dictionary.update import bcd_pass
+    >>> g = torch.Generator().manual_seed(0)
+    >>> codes = torch.randn(20, 3, generator=g)
+    >>> X = codes @ torch.nn.functional.normalize(torch.randn(3, 5, generator=g), dim=1)
+    >>> V = torch.nn.functional.normalize(torch.randn(3, 5, generator=g), dim=1)
+    >>> before = (X - codes @ V).norm()
+    >>> unused = bcd_pass(V, codes.T @ codes, X.T @ codes, V.clone(), False)
+    >>> unused.tolist(), bool((X - codes @ V).norm() < before)
+    ([False, False, False], True)
     """
     diag = A.diagonal()
     unused = [a_kk <= 1e-6 for a_kk in diag.tolist()]
@@ -54,7 +84,33 @@ def bcd_pass(
 
 
 def bcd_torch(V, M, B_rows, candidates, unused: list, positive: bool) -> None:
-    """The loop of `bcd_pass` on tensors (any device; in place on ``V``)."""
+    """The loop of `bcd_pass` on tensors (any device; in place on ``V``).
+
+    Parameters
+    ----------
+    V : torch.Tensor of shape (K, d)
+        The atoms, overwritten.
+    M : torch.Tensor of shape (K, K)
+        ``I - A / diag(A)``.
+    B_rows : torch.Tensor of shape (K, d)
+        ``B_k / A_kk`` for each atom.
+    candidates : torch.Tensor of shape (K, d)
+    unused : list of bool
+        The atoms to replace by their candidate.
+    positive : bool
+
+    Examples
+    --------
+    With ``M = 0`` each atom is its ``B_rows`` row, projected to the unit ball:
+
+    >>> import torch
+    >>> from sparsecode.dictionary.update import bcd_torch
+    >>> V, M = torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, 2).double()
+    >>> B_rows = torch.tensor([[3.0, 4.0], [0.3, 0.4]]).double()
+    >>> bcd_torch(V, M, B_rows, torch.eye(2).double(), [False, True], False)
+    >>> V.tolist()
+    [[0.6, 0.8], [0.0, 1.0]]
+    """
     V_T = V.T  # a view: it sees the in-place updates
     for k, row in enumerate(V.unbind(0)):
         if unused[k]:
@@ -67,7 +123,19 @@ def bcd_torch(V, M, B_rows, candidates, unused: list, positive: bool) -> None:
 
 
 def bcd_numpy(V, M, B_rows, candidates, unused: list, positive: bool) -> None:
-    """The loop of `bcd_pass` on numpy views of CPU tensors (in place on ``V``)."""
+    """The loop of `bcd_pass` on numpy views of CPU tensors (in place on ``V``).
+
+    Parameters as in `bcd_torch`, as ndarrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.dictionary.update import bcd_numpy
+    >>> V, B_rows = np.zeros((2, 2)), np.array([[3.0, 4.0], [0.3, 0.4]])
+    >>> bcd_numpy(V, np.zeros((2, 2)), B_rows, np.eye(2), [False, False], False)
+    >>> V.tolist()
+    [[0.6, 0.8], [0.3, 0.4]]
+    """
     V_T = V.T
     for k in range(V.shape[0]):
         row = candidates[k].copy() if unused[k] else B_rows[k] + V_T @ M[k]
@@ -82,7 +150,28 @@ def bcd_numpy(V, M, B_rows, candidates, unused: list, positive: bool) -> None:
 def resample_candidates(
     X: torch.Tensor, n_components: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Replacement atoms: a random data row plus 1% of its std as Gaussian noise."""
+    """Replacement atoms: a random data row plus 1% of its std as Gaussian noise.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+    n_components : int
+        Candidates to draw (one per atom).
+    generator : torch.Generator
+
+    Returns
+    -------
+    torch.Tensor of shape (n_components, n_features)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.dictionary.update import resample_candidates
+    >>> X = torch.randn(20, 5, generator=torch.Generator().manual_seed(0))
+    >>> c = resample_candidates(X, 4, torch.Generator().manual_seed(1))
+    >>> tuple(c.shape), bool(torch.cdist(c, X).min(1).values.max() < 0.1)
+    ((4, 5), True)
+    """
     rows = torch.randint(
         X.shape[0], (n_components,), generator=generator, device=generator.device
     ).to(X.device)
@@ -110,6 +199,35 @@ def update_dict(
     ``A = codes^T codes`` and ``B = X^T codes`` unless the online statistics
     are given. Atoms whose ``A_kk <= 1e-6`` are resampled from the data and
     their codes set to zero (in place), as scikit-learn does.
+
+    Parameters
+    ----------
+    V : torch.Tensor of shape (n_components, n_features)
+    X : torch.Tensor of shape (n_samples, n_features)
+    codes : torch.Tensor of shape (n_samples, n_components)
+    generator : torch.Generator
+        For the resampling.
+    A, B : torch.Tensor, optional
+        The statistics ``codes^T codes`` and ``X^T codes``.
+    positive : bool
+        Non-negative atoms.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    An atom no code uses is resampled:
+
+    >>> import torch
+    >>> from sparsecode.dictionary.update import update_dict
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X, codes = torch.randn(20, 5, generator=g), torch.randn(20, 3, generator=g)
+    >>> codes[:, 1] = 0
+    >>> V = torch.nn.functional.normalize(torch.randn(3, 5, generator=g), dim=1)
+    >>> update_dict(V, X, codes, g), bool((V.norm(dim=1) <= 1 + 1e-6).all())
+    (1, True)
     """
     if A is None:
         A = codes.T @ codes
@@ -175,6 +293,31 @@ def svd_init(
     With ``max_rows``, the atoms come from the SVD of a random subset of at most
     that many rows. With ``need_codes=False`` (the codes are then empty), a
     tall ``X`` takes the eigendecomposition of its Gram matrix instead.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+    n_components : int
+    max_rows : int, optional
+    generator : torch.Generator, optional
+        Draws the subset of rows.
+    need_codes : bool
+
+    Returns
+    -------
+    codes : torch.Tensor of shape (n_samples, n_components)
+    atoms : torch.Tensor of shape (n_components, n_features)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.dictionary.update import svd_init
+    >>> X = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    >>> codes, atoms = svd_init(X, 5)  # one more atom than the rank: a zero one
+    >>> tuple(codes.shape), atoms[4].abs().sum().item()
+    ((6, 5), 0.0)
+    >>> torch.allclose(codes @ atoms, X, atol=1e-5)
+    True
     """
     Xs = X
     if max_rows is not None and X.shape[0] > max_rows:
@@ -200,7 +343,24 @@ def _pad(codes: torch.Tensor, atoms: torch.Tensor, n_components: int
 
 
 def online_beta(step: int, batch_size: int) -> float:
-    """Forgetting factor of Mairal et al.'s statistics, as scikit-learn uses it."""
+    """Forgetting factor of Mairal et al.'s statistics, as scikit-learn uses it.
+
+    Parameters
+    ----------
+    step : int
+        Mini-batch index, from 0.
+    batch_size : int
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from sparsecode.dictionary.update import online_beta
+    >>> online_beta(0, 4), round(online_beta(10, 4), 3)
+    (0.2, 0.833)
+    """
     if step < batch_size - 1:
         theta = (step + 1) * batch_size
     else:

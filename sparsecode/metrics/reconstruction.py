@@ -59,6 +59,14 @@ def fvu(X: Any, X_hat: Any) -> float:
     --------
     explained_variance : ``1 - fvu``.
     fvu_per_sample_mean : the per-sample ("legacy") mean ratio.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.metrics import fvu
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> fvu(X, X), round(fvu(X, 0.5 * X), 3), fvu(X, np.tile(X.mean(0), (3, 1)))
+    (0.0, 0.75, 1.0)
     """
     X, X_hat = pair(X, X_hat)
     total = np.sum((X - X.mean(axis=0)) ** 2)
@@ -89,6 +97,14 @@ def explained_variance(X: Any, X_hat: Any) -> float:
     ------
     ValueError
         In the same cases as :func:`fvu`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.metrics import explained_variance
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> round(explained_variance(X, 0.5 * X), 3)
+    0.25
     """
     return 1.0 - fvu(X, X_hat)
 
@@ -125,6 +141,16 @@ def fvu_per_sample_mean(X: Any, X_hat: Any) -> float:
     See Also
     --------
     fvu : the pooled definition used everywhere else in sparsecode.
+
+    Examples
+    --------
+    The sample near the mean weighs most:
+
+    >>> import numpy as np
+    >>> from sparsecode.metrics import fvu, fvu_per_sample_mean
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> round(fvu_per_sample_mean(X, 0.5 * X), 3), round(fvu(X, 0.5 * X), 3)
+    (1.05, 0.75)
     """
     X, X_hat = pair(X, X_hat)
     denom = np.sum((X - X.mean(axis=0)) ** 2, axis=1)
@@ -181,6 +207,14 @@ def l0(codes: Any) -> float:
     ------
     ValueError
         If ``codes`` is not 2-D or has no samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.metrics import l0
+    >>> codes = np.array([[0, 1.5, 0, 0], [2, 0, -1, 0], [0, 0, 0, 0], [1, 1, 0, 0]])
+    >>> l0(codes)
+    1.25
     """
     counts, _ = _active_counts(codes, axis=1)
     return float(counts.mean())
@@ -203,6 +237,14 @@ def feature_density(codes: Any) -> np.ndarray:
     ------
     ValueError
         If ``codes`` is not 2-D or has no samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.metrics import feature_density
+    >>> codes = np.array([[0, 1.5, 0, 0], [2, 0, -1, 0], [0, 0, 0, 0], [1, 1, 0, 0]])
+    >>> feature_density(codes).tolist()
+    [0.5, 0.5, 0.25, 0.0]
     """
     counts, n_rows = _active_counts(codes, axis=0)
     return counts / n_rows
@@ -261,6 +303,16 @@ def dead_fraction(codes_or_density: Any, *, dead_window: int | None = None) -> f
     ValueError
         If the input is empty, has the wrong number of dimensions, or
         ``dead_window`` is invalid or given with a 1-D density.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.metrics import dead_fraction
+    >>> codes = np.array([[0, 1.5, 0, 0], [2, 0, -1, 0], [0, 0, 0, 0], [1, 1, 0, 0]])
+    >>> dead_fraction(codes), dead_fraction(codes, dead_window=1)
+    (0.25, 0.5)
+    >>> round(dead_fraction(np.array([3, 0, 1])), 3)  # activation counts
+    0.333
     """
     density = _density_from(codes_or_density, dead_window)
     return float(np.mean(density == 0))
@@ -286,6 +338,14 @@ def dense_fraction(codes_or_density: Any, threshold: float = 0.1) -> float:
     ------
     ValueError
         If ``threshold`` is not in ``[0, 1]`` or the input is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.metrics import dense_fraction
+    >>> codes = np.array([[0, 1.5, 0, 0], [2, 0, -1, 0], [0, 0, 0, 0], [1, 1, 0, 0]])
+    >>> dense_fraction(codes), dense_fraction(codes, threshold=0.3)
+    (0.75, 0.5)
     """
     if isinstance(threshold, bool) or not isinstance(threshold, Real):
         raise ValueError(f"threshold must be a number, got {threshold!r}.")

@@ -71,6 +71,15 @@ def mmcs(true_features: Any, learned_atoms: Any, *, absolute: bool = False) -> f
     ValueError
         If inputs are not 2-D, are empty or not finite, have different numbers of
         columns, or a true feature is all zeros.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.metrics import mmcs
+    >>> true = np.eye(3)
+    >>> learned = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [1.0, 1.0, 0.0]])
+    >>> round(mmcs(true, learned), 3), round(mmcs(true, learned, absolute=True), 3)
+    (0.569, 0.667)
     """
     cos = _cosine_matrix(true_features, learned_atoms)
     if absolute:
@@ -114,6 +123,17 @@ def hungarian_mcc(
     ------
     ValueError
         In the same cases as :func:`mmcs`.
+
+    Examples
+    --------
+    One learned atom cannot match both true features, as it does for `mmcs`:
+
+    >>> import numpy as np
+    >>> from sparsecode.metrics import hungarian_mcc, mmcs
+    >>> true, learned = np.array([[1.0, 0.0], [0.8, 0.6]]), np.array([[1.0, 0.0]])
+    >>> score, (rows, cols) = hungarian_mcc(true, learned, return_assignment=True)
+    >>> round(score, 3), rows.tolist(), cols.tolist(), round(mmcs(true, learned), 3)
+    (0.5, [0], [0], 0.9)
     """
     cos = np.abs(_cosine_matrix(true_features, learned_atoms))
     rows, cols = linear_sum_assignment(cos, maximize=True)

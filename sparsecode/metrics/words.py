@@ -87,6 +87,15 @@ def word_similarity(vectors: WordVectors, dataset: Any = "ws353") -> dict[str, f
         ``spearman`` (nan if fewer than 2 pairs are covered), ``coverage``
         (fraction of pairs with both words in the vocabulary; the others are
         skipped) and ``n_pairs`` (pairs evaluated).
+
+    Examples
+    --------
+    >>> from sparsecode.data.words import WordVectors
+    >>> from sparsecode.metrics import word_similarity
+    >>> wv = WordVectors(["cat", "dog", "car"], [[1.0, 0.0], [0.8, 0.2], [0.0, 1.0]])
+    >>> pairs = [("cat", "dog"), ("dog", "car"), ("cat", "car"), ("dog", "emu")]
+    >>> word_similarity(wv, (pairs, [9, 2, 1, 5]))
+    {'spearman': 1.0, 'coverage': 0.75, 'n_pairs': 3}
     """
     pairs, scores = _similarity_data(dataset)
     rows = _lookup(vectors, [w for pair in pairs for w in pair]).reshape(-1, 2)
@@ -145,6 +154,16 @@ def analogy_accuracy(
     dict
         ``accuracy``, ``coverage``, ``n_questions`` (answered) and
         ``sections`` (accuracy per section).
+
+    Examples
+    --------
+    >>> from sparsecode.data.words import WordVectors
+    >>> from sparsecode.metrics import analogy_accuracy
+    >>> wv = WordVectors(["he", "she", "king", "queen", "apple"],
+    ...                  [[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 1], [-1, 0, 0]])
+    >>> qs = [("s", "he", "she", "king", "queen"), ("s", "he", "she", "king", "prince")]
+    >>> analogy_accuracy(wv, restrict=None, questions=qs)  # ("prince" is unknown)
+    {'accuracy': 1.0, 'coverage': 0.5, 'n_questions': 1, 'sections': {'s': 1.0}}
     """
     qs = load_analogies() if questions is None else list(questions)
     if sections is not None:
@@ -179,6 +198,12 @@ def sparsity(codes: Any) -> float:
     -------
     float
         ``1 - nnz / size``, in [0, 1].
+
+    Examples
+    --------
+    >>> from sparsecode.metrics import sparsity
+    >>> float(sparsity([[0.0, 1.5], [0.0, 0.0]]))
+    0.75
     """
     if isinstance(codes, WordVectors):
         codes = codes.vectors
@@ -273,12 +298,19 @@ def word_intrusion(
     Returns
     -------
     dict
-        ``distance_ratio`` (mean ratio; higher = more interpretable, about 1
-        for random directions), ``detection_rate`` (fraction of dimensions where
-        the intruder is the word farthest on average from the other words),
-        ``n_dims`` (dims evaluated; a dim without a possible intruder is
-        skipped), ``dims``, ``top`` (n_dims, n_top) and ``intruders``
-        (row indices).
+        ``distance_ratio`` (mean ratio; higher = more interpretable, about 1 for random
+        directions), ``detection_rate`` (fraction of dimensions where the intruder is
+        the word farthest on average from the other words), ``n_dims`` (dims evaluated;
+        a dim without a possible intruder is skipped), ``dims``, ``top`` (n_dims, n_top)
+        and ``intruders`` (row indices).
+
+    Examples
+    --------
+    >>> from sparsecode.metrics import word_intrusion
+    >>> X = [[(i % 4 == j) + i / 400 for j in range(4)] for i in range(40)]  # 4 groups
+    >>> out = word_intrusion(X, n_top=3)
+    >>> out["n_dims"], out["detection_rate"], out["distance_ratio"] > 2
+    (4, 1.0, True)
     """
     X = np.asarray(vectors.vectors if isinstance(vectors, WordVectors) else vectors)
     if X.ndim != 2 or X.shape[1] < 2 or n_top < 2 or X.shape[0] < 2 * (n_top + 1):
@@ -350,6 +382,15 @@ def text_classification_accuracy(
     dict
         ``accuracy`` (mean over folds), ``std`` and ``token_coverage``
         (fraction of tokens found in the vocabulary).
+
+    Examples
+    --------
+    >>> from sparsecode.data.words import WordVectors
+    >>> from sparsecode.metrics import text_classification_accuracy
+    >>> wv = WordVectors(["good", "bad"], [[1.0, 0.0], [0.0, 1.0]])
+    >>> texts = ["good", "so good", "good film", "bad", "so bad", "bad film"]
+    >>> text_classification_accuracy(wv, texts, [1, 1, 1, 0, 0, 0], cv=3)
+    {'accuracy': 1.0, 'std': 0.0, 'token_coverage': 0.6}
     """
     features, coverage = _mean_word_vectors(vectors, texts)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))

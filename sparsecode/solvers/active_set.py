@@ -41,6 +41,25 @@ def cholesky_checked(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     collinear atoms, and its Cholesky factor, though it may exist in floating
     point, gives an inverse too large to trust (whether it exists depends on
     the CPU's rounding).
+
+    Parameters
+    ----------
+    A : torch.Tensor of shape (n, m, m)
+
+    Returns
+    -------
+    L : torch.Tensor of shape (n, m, m)
+        Lower Cholesky factors (not to be used where singular).
+    singular : torch.Tensor of shape (n,), bool
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers.active_set import cholesky_checked
+    >>> A = torch.tensor([[[4.0, 2.0], [2.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    >>> L, singular = cholesky_checked(A)
+    >>> singular.tolist(), torch.allclose(L[0] @ L[0].T, A[0])
+    ([False, True], True)
     """
     L, info = torch.linalg.cholesky_ex(A)
     piv = L.diagonal(dim1=1, dim2=2)
@@ -78,6 +97,19 @@ def pinv_solve(
     -------
     inv : torch.Tensor of shape (n, m, m), float64
     x : torch.Tensor of shape (n, m), float64
+
+    Examples
+    --------
+    The second matrix is singular: ``x`` is its min-norm solution.
+
+    >>> import torch
+    >>> from sparsecode.solvers.active_set import pinv_solve
+    >>> A = torch.tensor([[[4.0, 2.0], [2.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    >>> inv, x = pinv_solve(A, torch.tensor([[2.0, 1.0], [2.0, 2.0]]), 1e-7)
+    >>> torch.allclose(x, torch.tensor([[0.5, 0.0], [1.0, 1.0]], dtype=torch.float64))
+    True
+    >>> inv[1].round(decimals=6).tolist()
+    [[0.25, 0.25], [0.25, 0.25]]
     """
     w, Q = torch.linalg.eigh(A.to(_F64))
     top = w[:, -1:].clamp_min(torch.finfo(_F64).tiny)
@@ -93,7 +125,25 @@ def pinv_solve(
 def extended_gram(G: torch.Tensor, m: int) -> torch.Tensor:
     """``G`` in float64 bordered by ``m`` virtual atoms ``K .. K + m - 1``,
     orthogonal to everything and of unit norm: the Gram block of a padded
-    support list is then positive definite without masking."""
+    support list is then positive definite without masking.
+
+    Parameters
+    ----------
+    G : torch.Tensor of shape (K, K)
+    m : int
+        Virtual atoms.
+
+    Returns
+    -------
+    torch.Tensor of shape (K + m, K + m), float64
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers.active_set import extended_gram
+    >>> extended_gram(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), 1).tolist()
+    [[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
     K = G.shape[0]
     Ge = G.new_zeros(K + m, K + m, dtype=_F64)
     Ge[:K, :K] = G
@@ -102,7 +152,26 @@ def extended_gram(G: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def gram_block(Ge: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``G[S, S]`` of every row's padded support list ``idx`` (n, m)."""
+    """``G[S, S]`` of every row's padded support list ``idx`` (n, m).
+
+    Parameters
+    ----------
+    Ge : torch.Tensor of shape (K', K')
+        A Gram matrix, as from `extended_gram`.
+    idx : torch.Tensor of shape (n, m), int64
+
+    Returns
+    -------
+    torch.Tensor of shape (n, m, m)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers.active_set import extended_gram, gram_block
+    >>> Ge = extended_gram(torch.tensor([[1.0, 0.5], [0.5, 1.0]]), 1)
+    >>> gram_block(Ge, torch.tensor([[0, 1], [1, 2]])).tolist()
+    [[[1.0, 0.5], [0.5, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]
+    """
     return Ge.take(idx.unsqueeze(2) * Ge.shape[0] + idx.unsqueeze(1))
 
 
@@ -142,6 +211,22 @@ def finish(
         Rows whose solution was found.
     codes : torch.Tensor of shape (n, K), float64
         Their solutions (zero on the other rows).
+
+    Examples
+    --------
+    From an empty support, the exact lasso solution:
+
+    >>> import torch
+    >>> from sparsecode.solvers import lasso_lars
+    >>> from sparsecode.solvers.active_set import finish
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    >>> X = torch.randn(3, 8, generator=g)
+    >>> G, C = V @ V.T, X @ V.T
+    >>> done, codes = finish(G, C, torch.zeros(3, 4, dtype=torch.float64), 0.1, False)
+    >>> ref = lasso_lars(G, C, 0.1).codes
+    >>> done.tolist(), torch.allclose(codes.float(), ref, atol=1e-5)
+    ([True, True, True], True)
     """
     n, K = C.shape
     tol = alpha * (1e-4 if C.dtype != _F64 else 1e-9)  # rounding of the correlations

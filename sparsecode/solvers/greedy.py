@@ -15,7 +15,28 @@ __all__ = ["lars", "lasso_lars", "masked_solve", "omp", "padded_support"]
 
 
 def padded_support(active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (n, s_max) of each row's True entries, padded; and their validity."""
+    """Indices (n, s_max) of each row's True entries, padded; and their validity.
+
+    Parameters
+    ----------
+    active : torch.Tensor of shape (n, K), bool
+
+    Returns
+    -------
+    idx : torch.Tensor of shape (n, s_max), int64
+        Each row's active columns (in no set order), then padding.
+    valid : torch.Tensor of shape (n, s_max), bool
+        False on the padding.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import padded_support
+    >>> idx, valid = padded_support(torch.tensor([[True, False, True],
+    ...                                           [False, False, True]]))
+    >>> tuple(idx.shape), [sorted(i[v].tolist()) for i, v in zip(idx, valid)]
+    ((2, 2), [[0, 2], [2]])
+    """
     s_max = max(int(active.sum(1).max()), 1)
     idx = torch.topk(active.to(torch.uint8), s_max, dim=1, sorted=False).indices
     return idx, active.gather(1, idx)
@@ -24,7 +45,34 @@ def padded_support(active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def masked_solve(
     G: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor, rhs: torch.Tensor
 ) -> torch.Tensor:
-    """Solve ``G[S, S] w = rhs`` per row on the valid part of a padded support."""
+    """Solve ``G[S, S] w = rhs`` per row on the valid part of a padded support.
+
+    Parameters
+    ----------
+    G : torch.Tensor of shape (K, K)
+        Gram matrix.
+    idx, valid : torch.Tensor of shape (n, s)
+        A padded support, as from `padded_support`.
+    rhs : torch.Tensor of shape (n, s)
+        Right-hand sides on the support slots.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, s)
+        The solutions, 0 on the padding.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import masked_solve, padded_support
+    >>> G = torch.tensor([[2.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 4.0]])
+    >>> c = torch.tensor([[2.0, 1.0, 4.0], [1.0, 3.0, 4.0]])
+    >>> idx, valid = padded_support(torch.tensor([[True, False, True],
+    ...                                           [False, False, True]]))
+    >>> w = masked_solve(G, idx, valid, c.gather(1, idx))
+    >>> torch.zeros(2, 3).scatter(1, idx, w).round(decimals=4).tolist()
+    [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+    """
     G_SS = G[idx.unsqueeze(2), idx.unsqueeze(1)]
     eye = torch.eye(idx.shape[1], dtype=G.dtype, device=G.device)
     pad = ~(valid.unsqueeze(2) & valid.unsqueeze(1))
@@ -57,6 +105,36 @@ def lasso_lars(
     Mutually orthogonal atoms (an SVD initialisation, a PCA basis) decouple
     the problem: each code is its soft-thresholded correlation divided by the
     atom's squared norm, the end of the same path in closed form.
+
+    Parameters
+    ----------
+    G : torch.Tensor of shape (n_components, n_components)
+        Gram matrix ``V V^T``.
+    C : torch.Tensor of shape (n_samples, n_components)
+        Correlations ``X V^T``.
+    alpha : float
+        L1 penalty.
+    max_iter : int
+        Breakpoints per sample at most.
+    positive : bool
+        Non-negative codes.
+
+    Returns
+    -------
+    SolverResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import lasso_dual_gap, lasso_lars
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    >>> X = torch.randn(3, 8, generator=g)
+    >>> G, C = V @ V.T, X @ V.T
+    >>> res = lasso_lars(G, C, 0.1)
+    >>> gap = lasso_dual_gap(G, C, res.codes, 0.1, (X * X).sum(1))
+    >>> res.converged, (res.codes != 0).sum(1).tolist(), bool(gap.max() < 1e-4)
+    (True, [2, 4, 3], True)
     """
     K = G.shape[0]
     if max_iter >= K and _orthogonal(G):  # (a path has at most K events then)
@@ -94,6 +172,41 @@ def omp(
     ``orthogonal_mp_gram``. A selected atom (nearly) in the span of the
     sample's support, or zero, is left out of it with a zero code (see
     `_border`).
+
+    Parameters
+    ----------
+    G : torch.Tensor of shape (n_components, n_components)
+        Gram matrix ``V V^T``.
+    C : torch.Tensor of shape (n_samples, n_components)
+        Correlations ``X V^T``.
+    n_nonzero_coefs : int
+        Atoms per sample at most.
+    x_sq : torch.Tensor of shape (n_samples,), optional
+        Squared norms of the samples (needed by ``tol``).
+    tol : float, optional
+        Squared residual at which a sample stops.
+
+    Returns
+    -------
+    SolverResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import omp
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    >>> X = torch.randn(3, 8, generator=g)
+    >>> G, C = V @ V.T, X @ V.T
+    >>> res = omp(G, C, 2)
+    >>> (res.codes != 0).sum(1).tolist(), res.n_iter
+    ([2, 2, 2], 2)
+
+    With every atom, the least-squares fit:
+
+    >>> ls = torch.linalg.lstsq(V.T, X.T).solution.T
+    >>> torch.allclose(omp(G, C, 4).codes, ls, atol=1e-4)
+    True
     """
     n, K = C.shape
     s = min(int(n_nonzero_coefs), K)
@@ -161,6 +274,33 @@ def lars(G: torch.Tensor, C: torch.Tensor, n_nonzero_coefs: int) -> SolverResult
     leave) and without a penalty floor: ``n_nonzero_coefs`` steps, each
     ending where the next atom would join, as sklearn's
     ``Lars(n_nonzero_coefs=k)`` (``lars_path`` with ``max_iter=k``).
+
+    Parameters
+    ----------
+    G : torch.Tensor of shape (n_components, n_components)
+        Gram matrix ``V V^T``.
+    C : torch.Tensor of shape (n_samples, n_components)
+        Correlations ``X V^T``.
+    n_nonzero_coefs : int
+        Steps, hence active atoms per sample.
+
+    Returns
+    -------
+    SolverResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import lars
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    >>> X = torch.randn(3, 8, generator=g)
+    >>> G, C = V @ V.T, X @ V.T
+    >>> (lars(G, C, 2).codes != 0).sum(1).tolist()
+    [2, 2, 2]
+    >>> ls = torch.linalg.lstsq(V.T, X.T).solution.T
+    >>> torch.allclose(lars(G, C, 4).codes, ls, atol=1e-4)
+    True
     """
     k = min(int(n_nonzero_coefs), C.shape[1])
     codes, steps, _ = homotopy(G, C, 0.0, max_steps=k, positive=False, lasso=False)

@@ -87,7 +87,26 @@ def _grow(r: _Rows, K: int, s_new: int) -> _Rows:
 
 
 def spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Solve ``A w = b`` for a batch of PSD matrices (min-norm where singular)."""
+    """Solve ``A w = b`` for a batch of PSD matrices (min-norm where singular).
+
+    Parameters
+    ----------
+    A : torch.Tensor of shape (n, m, m)
+    b : torch.Tensor of shape (n, m)
+
+    Returns
+    -------
+    torch.Tensor of shape (n, m)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers.homotopy import spd_solve
+    >>> A = torch.tensor([[[4.0, 2.0], [2.0, 3.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    >>> w = spd_solve(A, torch.tensor([[2.0, 1.0], [2.0, 2.0]]))
+    >>> torch.allclose(w, torch.tensor([[0.5, 0.0], [1.0, 1.0]]))
+    True
+    """
     L, singular = cholesky_checked(A)
     w = torch.cholesky_solve(b.unsqueeze(2), L).squeeze(2)
     bad = singular | ~torch.isfinite(w).all(1)
@@ -301,6 +320,19 @@ def homotopy(
     Returns
     -------
     codes, steps, converged
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import lasso_lars
+    >>> from sparsecode.solvers.homotopy import homotopy
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    >>> C = torch.randn(3, 8, generator=g) @ V.T
+    >>> codes, steps, done = homotopy(V @ V.T, C, 0.1, max_steps=100, positive=False,
+    ...                               lasso=True)
+    >>> done, torch.allclose(codes, lasso_lars(V @ V.T, C, 0.1).codes, atol=1e-5)
+    (True, True)
     """
     with torch.inference_mode():  # (no autograd bookkeeping on ~100 small ops a step)
         codes, it, done = _path(G, C, alpha, max_steps, positive, lasso)

@@ -32,6 +32,14 @@ class SolverResult:
         Iterations run (1 for one-shot solvers, steps for OMP/LARS).
     converged : bool
         False when an iterative solver stopped at ``max_iter``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import SolverResult, threshold
+    >>> res = threshold(torch.tensor([[-2.0, 0.5, 3.0]]), 1.0)
+    >>> isinstance(res, SolverResult), res.codes.tolist(), res.n_iter, res.converged
+    (True, [[-1.0, 0.0, 2.0]], 1, True)
     """
 
     codes: torch.Tensor
@@ -40,7 +48,29 @@ class SolverResult:
 
 
 def soft_threshold(Z: torch.Tensor, thr: float, positive: bool = False) -> torch.Tensor:
-    """Proximal operator of ``thr * ||.||_1`` (plus ``u >= 0`` if positive)."""
+    """Proximal operator of ``thr * ||.||_1`` (plus ``u >= 0`` if positive).
+
+    Parameters
+    ----------
+    Z : torch.Tensor
+        Values to shrink, elementwise.
+    thr : float
+        Threshold.
+    positive : bool
+        Also clip at 0.
+
+    Returns
+    -------
+    torch.Tensor of the shape of ``Z``
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import soft_threshold
+    >>> z = torch.tensor([-2.0, 0.5, 3.0])
+    >>> soft_threshold(z, 1.0).tolist(), soft_threshold(z, 1.0, positive=True).tolist()
+    ([-1.0, 0.0, 2.0], [0.0, 0.0, 2.0])
+    """
     if positive:
         return (Z - thr).clamp_min(0)
     return Z.sign() * (Z.abs() - thr).clamp_min(0)
@@ -51,6 +81,27 @@ def threshold(C: torch.Tensor, alpha: float, positive: bool = False) -> SolverRe
 
     ``codes = sign(C) * max(|C| - alpha, 0)``, clipped at 0 when positive. It
     does not solve the lasso unless the atoms are orthonormal.
+
+    Parameters
+    ----------
+    C : torch.Tensor of shape (n_samples, n_components)
+        Correlations ``X V^T``.
+    alpha : float
+        Threshold.
+    positive : bool
+        Non-negative codes.
+
+    Returns
+    -------
+    SolverResult
+        With ``n_iter=1`` and ``converged=True``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import threshold
+    >>> threshold(torch.tensor([[-2.0, 0.5, 3.0]]), 1.0, positive=True).codes.tolist()
+    [[0.0, 0.0, 2.0]]
     """
     return SolverResult(soft_threshold(C, alpha, positive), 1, True)
 
@@ -58,7 +109,35 @@ def threshold(C: torch.Tensor, alpha: float, positive: bool = False) -> SolverRe
 def lasso_objective(
     G: torch.Tensor, C: torch.Tensor, U: torch.Tensor, alpha: float, x_sq: torch.Tensor
 ) -> torch.Tensor:
-    """Per-sample ``0.5||x - uV||^2 + alpha||u||_1`` from Gram quantities."""
+    """Per-sample ``0.5||x - uV||^2 + alpha||u||_1`` from Gram quantities.
+
+    Parameters
+    ----------
+    G : torch.Tensor of shape (n_components, n_components)
+        Gram matrix ``V V^T``.
+    C : torch.Tensor of shape (n_samples, n_components)
+        Correlations ``X V^T``.
+    U : torch.Tensor of shape (n_samples, n_components)
+        Codes.
+    alpha : float
+        L1 penalty.
+    x_sq : torch.Tensor of shape (n_samples,)
+        Squared norms of the samples.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples,)
+
+    Examples
+    --------
+    With orthonormal atoms, ``0.5 * ||[3, 0.5] - [2, 0]||^2 + 1 * 2``:
+
+    >>> import torch
+    >>> from sparsecode.solvers import lasso_objective
+    >>> G, C, U = torch.eye(2), torch.tensor([[3.0, 0.5]]), torch.tensor([[2.0, 0.0]])
+    >>> lasso_objective(G, C, U, 1.0, x_sq=torch.tensor([9.25])).tolist()
+    [2.625]
+    """
     UG = U @ G
     quad = 0.5 * (UG * U).sum(1) - (U * C).sum(1) + 0.5 * x_sq
     return quad.clamp_min(0) + alpha * U.abs().sum(1)
@@ -79,6 +158,30 @@ def lasso_dual_gap(
     ``nu = s r`` with ``s = min(1, alpha / ||V r||_inf)`` (``max(V r)`` for the
     positive problem), and everything is computed from ``G``, ``C`` and
     ``||x||^2`` without forming residuals in feature space.
+
+    Parameters
+    ----------
+    G, C, U, alpha, x_sq
+        As in `lasso_objective`.
+    positive : bool
+        The gap of the non-negative lasso.
+    UG : torch.Tensor of shape (n_samples, n_components), optional
+        ``U @ G`` if already computed.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_samples,)
+        Non-negative; zero at the solution.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import lasso_dual_gap
+    >>> G, C, x_sq = torch.eye(2), torch.tensor([[3.0, 0.5]]), torch.tensor([9.25])
+    >>> lasso_dual_gap(G, C, torch.tensor([[2.0, 0.0]]), 1.0, x_sq).tolist()
+    [0.0]
+    >>> round(lasso_dual_gap(G, C, torch.zeros(1, 2), 1.0, x_sq).item(), 3)
+    2.056
     """
     if UG is None:
         UG = U @ G
@@ -182,6 +285,20 @@ def fista(
     Returns
     -------
     SolverResult
+
+    Examples
+    --------
+    The same solution as the exact `lasso_lars`:
+
+    >>> import torch
+    >>> from sparsecode.solvers import fista, lasso_lars
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    >>> X = torch.randn(3, 8, generator=g)
+    >>> G, C = V @ V.T, X @ V.T
+    >>> res = fista(G, C, 0.1, x_sq=(X * X).sum(1), tol=1e-6)
+    >>> res.converged, torch.allclose(res.codes, lasso_lars(G, C, 0.1).codes, atol=1e-3)
+    (True, True)
     """
     return _prox_loop(
         G, C, alpha, init=init, max_iter=max_iter, tol=tol, positive=positive,
@@ -201,7 +318,22 @@ def ista(
     x_sq: torch.Tensor | None = None,
     check_every: int = 10,
 ) -> SolverResult:
-    """Batched ISTA (proximal gradient without momentum); see `fista`."""
+    """Batched ISTA (proximal gradient without momentum); see `fista`.
+
+    Parameters and returns as in `fista`; slower to converge.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.solvers import fista, ista
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    >>> X = torch.randn(3, 8, generator=g)
+    >>> G, C, x_sq = V @ V.T, X @ V.T, (X * X).sum(1)
+    >>> slow, fast = ista(G, C, 0.1, x_sq=x_sq), fista(G, C, 0.1, x_sq=x_sq)
+    >>> slow.converged, slow.n_iter >= fast.n_iter
+    (True, True)
+    """
     return _prox_loop(
         G, C, alpha, init=init, max_iter=max_iter, tol=tol, positive=positive,
         x_sq=x_sq, check_every=check_every, accelerate=False,

@@ -140,6 +140,16 @@ class SparseOvercompleteVectors(BaseSparseEstimator):
     ``codes_``. The fitted estimator keeps the two
     RDA accumulators (each the size of ``codes_``) so that `partial_fit` can
     continue training.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode import SparseOvercompleteVectors
+    >>> X = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    >>> sov = SparseOvercompleteVectors(16, max_iter=5, random_state=0, device="cpu")
+    >>> codes = sov.fit(X).transform(X)
+    >>> codes.shape, sov.components_.shape, bool((codes == 0).mean() > 0.5)
+    ((50, 16), (16, 8), True)
     """
 
     _parameter_constraints: dict = {

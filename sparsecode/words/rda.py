@@ -47,6 +47,14 @@ def rda_codes(G: torch.Tensor, H: torch.Tensor, t: int, lam: float, eta: float,
     -------
     torch.Tensor
         ``-sign(G) * eta * max(|G| - t * lam, 0) / sqrt(H)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.words.rda import rda_codes
+    >>> G, H = torch.tensor([[-3.0, 0.5, 2.0]]), torch.tensor([[4.0, 1.0, 1.0]])
+    >>> rda_codes(G, H, 1, 1, 1).tolist(), rda_codes(G, H, 1, 1, 1, True).tolist()
+    ([[1.0, 0.0, -1.0]], [[1.0, 0.0, 0.0]])
     """
     thr = t * lam
     a = (-G - thr).clamp_min_(0) if nonnegative else G.clamp(-thr, thr).sub_(G)
@@ -61,6 +69,33 @@ def dict_step(V: torch.Tensor, S: torch.Tensor, a: torch.Tensor, diff: torch.Ten
     ``V -= eta sum_i g_i / max(sqrt(S), |sum_i g_i|)`` (the ``max`` caps an
     element's step at ``eta``, the largest step of one per-word update);
     ``V`` is clipped at 0 when ``positive``.
+
+    Parameters
+    ----------
+    V, S : torch.Tensor of shape (n_components, n_features)
+        Dictionary and its AdaGrad accumulator, updated in place.
+    a : torch.Tensor of shape (n_batch, n_components)
+        The batch's codes.
+    diff : torch.Tensor of shape (n_batch, n_features)
+        Residuals ``x_i - a_i V``.
+    c : float
+        Each word's share of the ``||V||_F^2`` penalty gradient.
+    eta : float
+        Learning rate.
+    positive : bool
+        Clip ``V`` at 0.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.words.rda import dict_step
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V, S = torch.full((2, 3), 0.5), torch.zeros(2, 3)
+    >>> a, diff = torch.randn(4, 2, generator=g), torch.randn(4, 3, generator=g)
+    >>> V0 = V.clone()
+    >>> dict_step(V, S, a, diff, 0.0, 0.1, False)
+    >>> bool(((V - V0).abs() <= 0.1 + 1e-6).all()), bool((S > 0).all())
+    (True, True)
     """
     nb = a.shape[0]
     ad = a.T @ diff
@@ -81,6 +116,32 @@ def init_atoms(Xi: torch.Tensor, n_components: int, noise: float,
 
     With ``positive`` (``D >= 0``) their positive parts: an atom then still
     correlates with the words it came from (``|x|`` would not).
+
+    Parameters
+    ----------
+    Xi : torch.Tensor of shape (n_words, n_features)
+    n_components : int
+    noise : float
+        Standard deviation of the Gaussian noise added to the rows.
+    gen : torch.Generator
+    positive : bool
+        Keep the positive parts.
+
+    Returns
+    -------
+    torch.Tensor of shape (n_components, n_features)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.words.rda import init_atoms
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(20, 5, generator=g)
+    >>> V = init_atoms(X, 8, 0.0, g, False)
+    >>> tuple(V.shape), all(any(torch.allclose(v, 0.3 * x) for x in X) for v in V)
+    ((8, 5), True)
+    >>> bool((init_atoms(X, 8, 0.1, g, True) >= 0).all())
+    True
     """
     n, d = Xi.shape
     rows = (torch.randperm(n, generator=gen, device=Xi.device)[:n_components]
@@ -145,6 +206,20 @@ def rda_epoch(Xi: torch.Tensor, V: torch.Tensor, S: torch.Tensor, G: torch.Tenso
     torch.Tensor of shape (3,)
         Sums over the epoch of the squared residuals, of ``|a|`` and of the
         number of zero codes (the codes each word used in this pass).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.words.rda import init_atoms, rda_epoch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(20, 5, generator=g)
+    >>> V = init_atoms(X, 8, 0.0, g, False)
+    >>> S, G, H = torch.zeros_like(V), torch.zeros(20, 8), torch.zeros(20, 8)
+    >>> sums = [rda_epoch(X, V, S, G, H, t, lam=0.05, eta=0.05, tau=1e-5,
+    ...                   batch_size=10, nonnegative=False, positive_dict=False,
+    ...                   gen=g) for t in range(5)]
+    >>> bool(sums[-1][0] < sums[0][0]), int(sums[-1][2]) > 0  # residual, zero codes
+    (True, True)
     """
     n = Xi.shape[0]
     c = 2.0 * tau / n  # each word's share of the tau ||V||^2 gradient
@@ -200,6 +275,20 @@ def lasso_codes(X: torch.Tensor, V: torch.Tensor, lam: float, *, positive: bool 
     SolverResult
         ``codes`` (X's dtype), ``n_iter`` (most iterations any chunk ran),
         ``converged``.
+
+    Examples
+    --------
+    The lasso of `sparsecode.solvers` at ``alpha = lam / 2``:
+
+    >>> import torch
+    >>> from sparsecode.solvers import lasso_lars
+    >>> from sparsecode.words.rda import lasso_codes
+    >>> g = torch.Generator().manual_seed(0)
+    >>> V, X = torch.randn(4, 8, generator=g), torch.randn(3, 8, generator=g)
+    >>> res = lasso_codes(X, V, 0.2)
+    >>> ref = lasso_lars(V @ V.T, X @ V.T, 0.1).codes
+    >>> res.converged, torch.allclose(res.codes, ref, atol=1e-5)
+    (True, True)
     """
     if lam <= 0 and not positive:  # least squares: the minimum-norm minimiser
         return SolverResult(X @ torch.linalg.pinv(V), 1, True)

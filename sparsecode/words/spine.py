@@ -11,22 +11,19 @@ A denoising autoencoder with a capped ReLU,
   example instead);
 * ``PSL = sum h (1 - h) / (B H)``, pushing activations to 0 or 1.
 
-The gradients are written out (`spine_gradients`, checked against autograd)
-and stepped by torch's Adam (default) or the paper's SGD. ``transform``
-encodes clean inputs. Inputs are scaled to an rms entry of 0.7, so ``noise``
-is relative to the data; ``components_``, ``inverse_transform`` and
-``encoder_`` are in the units of X. Design notes, and why SPINE keeps its own
-loop: docs/design.md, sections 1 and 6.
+The gradients are written out (`spine_gradients`, checked against autograd) and stepped
+by torch's Adam (default) or the paper's SGD. ``transform`` encodes clean inputs. Inputs
+are scaled to an rms entry of 0.7, so ``noise`` is relative to the data;
+``components_``, ``inverse_transform`` and ``encoder_`` are in the units of X. Design
+notes, and why SPINE keeps its own loop: docs/design.md, sections 1 and 6.
 
-Numerics: the scale is computed without overflow (`sparsecode.base.safe_rms`).
-Float32 data whose scale is beyond ``2**±60`` (subnormal or near-overflow
-values), where float32 could not hold ``encoder_`` (units of 1/X) and
-``components_`` (units of X), or with values beyond ``sqrt(finfo.max / (16 *
-n_features))``, is fitted in float64 and its attributes are float64
-(`transform` then computes in float64 and returns X's dtype); float64 data
-beyond ``2**±960``, or that range, raises ``ValueError``. Training that diverges
-to NaN or infinity raises ``ValueError`` naming ``noise`` or
-``learning_rate``.
+Numerics: the scale is computed without overflow (`sparsecode.base.safe_rms`). Float32
+data whose scale is beyond ``2**±60`` (subnormal or near-overflow values), where float32
+could not hold ``encoder_`` (units of 1/X) and ``components_`` (units of X), or with
+values beyond ``sqrt(finfo.max / (16 * n_features))``, is fitted in float64 and its
+attributes are float64 (`transform` then computes in float64 and returns X's dtype);
+float64 data beyond ``2**±960``, or that range, raises ``ValueError``. Training that
+diverges to NaN or infinity raises ``ValueError`` naming ``noise`` or ``learning_rate``.
 """
 
 from __future__ import annotations
@@ -73,6 +70,15 @@ def spine_loss_terms(h: torch.Tensor, x_hat: torch.Tensor, x: torch.Tensor,
     -------
     dict
         ``mse``, ``asl`` (per hidden unit, mean over the batch) and ``psl``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.words.spine import spine_loss_terms
+    >>> h = torch.tensor([[0.0, 1.0], [1.0, 1.0]])  # unit means 0.5 and 1
+    >>> terms = spine_loss_terms(h, torch.ones(2, 3), torch.zeros(2, 3), 0.5)
+    >>> {k: v.item() for k, v in terms.items()}
+    {'mse': 1.0, 'asl': 0.125, 'psl': 0.0}
     """
     excess = (h.mean(0) - rho_star).clamp_min(0)
     return {"mse": ((x_hat - x) ** 2).mean(),
@@ -88,6 +94,35 @@ def spine_gradients(params: list[torch.Tensor], x: torch.Tensor,
     ``params`` is ``[W1 (H, d), b1 (H,), W2 (d, H), b2 (d,)]``; the gradients
     are those of `spine_loss_terms` (clamp passes gradient where
     ``0 <= z <= 1``, as autograd does), in the same order.
+
+    Parameters
+    ----------
+    params : list of torch.Tensor
+    x, x_noisy : torch.Tensor of shape (batch, d)
+        Clean and noisy inputs.
+    rho_star : float
+        Target average activation.
+
+    Returns
+    -------
+    terms : torch.Tensor of shape (3,)
+        ``mse``, ``asl`` and ``psl``.
+    grads : list of torch.Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.words.spine import spine_gradients, spine_loss_terms
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    >>> params = [torch.randn(s, generator=g, dtype=torch.float64)
+    ...           for s in [(6, 5), (6,), (5, 6), (5,)]]
+    >>> terms, grads = spine_gradients(params, x, x, 0.15)
+    >>> W1, b1, W2, b2 = ps = [p.clone().requires_grad_() for p in params]
+    >>> h = torch.addmm(b1, x, W1.T).clamp(0, 1)
+    >>> sum(spine_loss_terms(h, torch.addmm(b2, h, W2.T), x, 0.15).values()).backward()
+    >>> all(torch.allclose(a, p.grad) for a, p in zip(grads, ps))  # autograd's
+    True
     """
     W1, b1, W2, b2 = params
     B, d = x.shape
@@ -106,7 +141,23 @@ def spine_gradients(params: list[torch.Tensor], x: torch.Tensor,
 
 def spine_sgd_step(params: list[torch.Tensor], x: torch.Tensor,
                    x_noisy: torch.Tensor, lr: float, rho_star: float) -> torch.Tensor:
-    """One SGD step on ``MSE + ASL + PSL`` in place; returns the three terms."""
+    """One SGD step on ``MSE + ASL + PSL`` in place; returns the three terms.
+
+    Parameters as in `spine_gradients`, plus the step size ``lr``; returns the
+    ``terms`` of `spine_gradients` (before the step).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecode.words.spine import spine_sgd_step
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    >>> params = [torch.randn(s, generator=g, dtype=torch.float64)
+    ...           for s in [(6, 5), (6,), (5, 6), (5,)]]
+    >>> losses = [spine_sgd_step(params, x, x, 0.1, 0.15).sum() for _ in range(50)]
+    >>> bool(losses[-1] < losses[0] / 2)
+    True
+    """
     terms, grads = spine_gradients(params, x, x_noisy, rho_star)
     torch._foreach_add_(params, grads, alpha=-lr)
     return terms
@@ -160,6 +211,15 @@ class SPINE(BaseSparseEstimator):
     n_iter_ : int
     history_ : list of dict
         Per epoch: mean ``loss``, ``mse``, ``asl``, ``psl`` over the batches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode import SPINE
+    >>> X = np.random.default_rng(0).standard_normal((60, 10)).astype(np.float32)
+    >>> H = SPINE(8, max_iter=5, random_state=0, device="cpu").fit_transform(X)
+    >>> H.shape, bool(H.min() >= 0 and H.max() <= 1)
+    ((60, 8), True)
     """
 
     _parameter_constraints: dict = {
