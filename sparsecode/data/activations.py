@@ -277,6 +277,24 @@ def extract_activations(
     -------
     ActivationStore
         Reader of the finished store.
+
+    Examples
+    --------
+    With :func:`load_minilm`'s model and tokenizer, or these stand-ins:
+
+    >>> import tempfile
+    >>> class Toy(torch.nn.Module):  # stand-in model: "emb" embeds the token ids
+    ...     def __init__(self): super().__init__(); self.emb = torch.nn.Embedding(8, 3)
+    ...     def forward(self, input_ids, attention_mask): return self.emb(input_ids)
+    >>> class Tok:  # stand-in tokenizer: [CLS] = 1, a token 3 per word, [SEP] = 2
+    ...     pad_token_id, all_special_ids = 0, [1, 2]
+    ...     def num_special_tokens_to_add(self, pair): return 2
+    ...     def __call__(self, texts, **kw):
+    ...         return {"input_ids": [[1] + [3] * len(t.split()) + [2] for t in texts]}
+    >>> store = extract_activations(Toy(), Tok(), ["a b", "c"], "emb",
+    ...                             tempfile.mkdtemp(), split_long=False)
+    >>> store.load("emb").shape, store.doc_ids().tolist(), store.positions().tolist()
+    ((7, 3), [0, 0, 0, 0, 1, 1, 1], [0, 1, 2, 3, 0, 1, 2])
     """
     modules = _validate(texts, modules, batch_size, shard_size, max_tokens)
     out_dir = Path(out_dir)

@@ -94,6 +94,23 @@ def run_with_replacement(
     ValueError
         If a module is not a submodule of `model`, if an output is not one row
         per token, or if `source_module` has not run by the time `module` does.
+
+    Examples
+    --------
+    With :func:`load_minilm`'s model and tokenizer, or these stand-ins:
+
+    >>> from types import SimpleNamespace
+    >>> class Toy(torch.nn.Module):  # stand-in encoder: its output is "emb"'s
+    ...     def __init__(self): super().__init__(); self.emb = torch.nn.Embedding(8, 3)
+    ...     def forward(self, input_ids, attention_mask):
+    ...         return SimpleNamespace(last_hidden_state=self.emb(input_ids))
+    >>> def tok(texts, **kw):  # stand-in tokenizer: two tokens (id 1) per text
+    ...     ids = torch.ones(len(texts), 2, dtype=torch.long)
+    ...     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    >>> model = Toy()
+    >>> flipped = run_with_replacement(model, tok, ["a b"], "emb", lambda a: -a)
+    >>> np.allclose(flipped, -sentence_embeddings(model, tok, ["a b"]))
+    True
     """
     if source_module is not None and (module is None or replace_fn is None):
         raise ValueError("source_module needs a module and a replace_fn.")
@@ -131,9 +148,33 @@ def sentence_embeddings(
 ) -> np.ndarray:
     """Unit-norm mean-pooled sentence embeddings (all-MiniLM-L6-v2 recipe).
 
+    Parameters
+    ----------
+    model, tokenizer
+        A Hugging Face encoder and its tokenizer (see :func:`load_minilm`).
+    texts : sequence of str
+    batch_size, max_length, device
+        As in :func:`run_with_replacement`.
+
     Returns
     -------
     numpy.ndarray of shape (n_texts, hidden_size)
+
+    Examples
+    --------
+    With :func:`load_minilm`'s model and tokenizer, or these stand-ins:
+
+    >>> from types import SimpleNamespace
+    >>> class Toy(torch.nn.Module):  # stand-in encoder: its output is "emb"'s
+    ...     def __init__(self): super().__init__(); self.emb = torch.nn.Embedding(8, 3)
+    ...     def forward(self, input_ids, attention_mask):
+    ...         return SimpleNamespace(last_hidden_state=self.emb(input_ids))
+    >>> def tok(texts, **kw):  # stand-in tokenizer: two tokens (id 1) per text
+    ...     ids = torch.ones(len(texts), 2, dtype=torch.long)
+    ...     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    >>> emb = sentence_embeddings(Toy(), tok, ["a b", "c d e"])
+    >>> emb.shape, np.allclose(np.linalg.norm(emb, axis=1), 1)
+    ((2, 3), True)
     """
     return run_with_replacement(
         model,

@@ -1,15 +1,13 @@
 """The activation store on disk: lazy shard reader and streaming batches.
 
-A store written by :func:`sparsecode.data.activations.extract_activations` is a
-folder with safetensors shards and a JSON manifest (format :data:`FORMAT`).
-:class:`ActivationStore` reads it lazily and :class:`ActivationBatches` streams
-(shuffled) batches with bounded memory.
+A store written by :func:`.activations.extract_activations` is a folder of safetensors
+shards and a JSON manifest (format :data:`FORMAT`). :class:`ActivationStore` reads it
+lazily and :class:`ActivationBatches` streams (shuffled) batches with bounded memory.
 
-Every fault of the files is a ``ValueError`` naming the file: a manifest that
-is not JSON, not an object, lacks a key or holds a mistyped one; a shard path
-that is absolute or leads outside the store folder; a shard that is truncated,
-not safetensors, lacks an array, or whose row count or width differs from the
-manifest's.
+Every fault of the files is a ``ValueError`` naming the file: a manifest that is not
+JSON, not an object, lacks a key or holds a mistyped one; a shard path that is absolute
+or leads outside the store folder; a shard that is truncated, not safetensors, lacks an
+array, or whose row count or width differs from the manifest's.
 """
 
 from __future__ import annotations
@@ -42,9 +40,24 @@ class ActivationStore:
 
     Notes
     -----
-    Shards are read with :func:`safetensors.safe_open` (memory-mapped, never
-    pickle). A store whose extraction is still running or was interrupted can
-    be read; it holds the shards written so far (``done`` is False).
+    Shards are read with :func:`safetensors.safe_open` (memory-mapped, never pickle).
+    A store still being written, or interrupted, holds the shards so far (not ``done``).
+
+    Examples
+    --------
+    >>> from sparsecode.data.activations import extract_activations
+    >>> class Toy(torch.nn.Module):  # stand-in model: "emb" embeds the token ids
+    ...     def __init__(self): super().__init__(); self.emb = torch.nn.Embedding(8, 3)
+    ...     def forward(self, input_ids, attention_mask): return self.emb(input_ids)
+    >>> class Tok:  # stand-in tokenizer: [CLS] = 1, a token 3 per text, [SEP] = 2
+    ...     pad_token_id, all_special_ids = 0, [1, 2]
+    ...     num_special_tokens_to_add = lambda self, pair: 2
+    ...     __call__ = lambda self, texts, **kw: {"input_ids": [[1, 3, 2]] * len(texts)}
+    >>> import tempfile; path = tempfile.mkdtemp()
+    >>> _ = extract_activations(Toy(), Tok(), ["a", "b"], "emb", path, split_long=False)
+    >>> store = ActivationStore(path)
+    >>> store.n_tokens, store.modules, store.load("emb").shape, store.doc_ids().tolist()
+    (6, ['emb'], (6, 3), [0, 0, 0, 1, 1, 1])
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -108,10 +121,8 @@ class ActivationStore:
         self, shard: int, key: str, start: int = 0, stop: int | None = None
     ) -> torch.Tensor:
         """Rows ``start:stop`` of array `key` in shard number `shard`, as a tensor.
-
-        Raises ``ValueError`` naming the shard file when it is unreadable,
-        lacks `key`, or its rows or width differ from the manifest.
-        """
+        Raises ``ValueError`` naming the shard file when it is unreadable, lacks
+        `key`, or its rows or width differ from the manifest."""
         self._check_key(key)
         path, n_rows = self._shard_paths[shard], self.shard_sizes[shard]
         with open_tensors(path) as fh:
@@ -158,12 +169,9 @@ class ActivationStore:
     def iter_batches(
         self, module: str, batch_size: int = 4096, **options: Any
     ) -> ActivationBatches:
-        """Stream batches of `module` rows.
-
-        ``options`` are the keyword options of :class:`ActivationBatches`
-        (``shuffle``, ``buffer_size``, ``random_state``, ``device``,
-        ``as_torch``, ``drop_last``, ``infinite``, ``return_meta``).
-        """
+        """Stream batches of `module` rows; ``options`` are the keyword options of
+        :class:`ActivationBatches` (``shuffle``, ``buffer_size``, ``random_state``,
+        ``device``, ``as_torch``, ``drop_last``, ``infinite``, ``return_meta``)."""
         return ActivationBatches(self, module, batch_size, **options)
 
 
@@ -191,10 +199,8 @@ def _shard_file(root: Path, name: Any, manifest_path: Path) -> Path:
 
 
 def _check_manifest(m: dict, root: Path, path: Path) -> list[Path]:
-    """Raise ``ValueError`` naming ``path`` for a malformed manifest.
-
-    Returns the shard paths, each confined to the store folder ``root``.
-    """
+    """Raise ``ValueError`` naming ``path`` for a malformed manifest; return the
+    shard paths, each confined to the store folder ``root``."""
     if m.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} manifest.")
     modules = json_field(m, "modules", list, path)
@@ -262,12 +268,11 @@ class _Buffer:
 class ActivationBatches:
     """Re-iterable stream of batches from an :class:`ActivationStore`.
 
-    Each pass (``for batch in batches``) yields every stored row exactly once
-    (the last batch may be smaller unless `drop_last`). With ``shuffle=True``
-    the shards are cut into blocks read in random order into a buffer of at
-    most `buffer_size` rows, from which random rows are drawn; the whole store
-    is never loaded. Successive passes use different orders; `random_state`
-    makes them reproducible.
+    Each pass (``for batch in batches``) yields every stored row exactly once (the last
+    batch may be smaller unless `drop_last`). With ``shuffle=True`` the shards are cut
+    into blocks read in random order into a buffer of at most `buffer_size` rows, from
+    which random rows are drawn; the whole store is never loaded. Successive passes use
+    different orders; `random_state` makes them reproducible.
 
     Parameters
     ----------
@@ -295,6 +300,21 @@ class ActivationBatches:
     ----------
     peak_rows_ : int
         Most rows the buffer has held so far (``<= buffer_size``).
+
+    Examples
+    --------
+    >>> from sparsecode.data.activations import extract_activations
+    >>> class Toy(torch.nn.Module):  # stand-in model: "emb" embeds the token ids
+    ...     def __init__(self): super().__init__(); self.emb = torch.nn.Embedding(8, 3)
+    ...     def forward(self, input_ids, attention_mask): return self.emb(input_ids)
+    >>> class Tok:  # stand-in tokenizer: [CLS] = 1, a token 3 per text, [SEP] = 2
+    ...     pad_token_id, all_special_ids = 0, [1, 2]
+    ...     num_special_tokens_to_add = lambda self, pair: 2
+    ...     __call__ = lambda self, texts, **kw: {"input_ids": [[1, 3, 2]] * len(texts)}
+    >>> import tempfile; path = tempfile.mkdtemp()
+    >>> st = extract_activations(Toy(), Tok(), ["a"] * 2, "emb", path, split_long=False)
+    >>> [b.shape for b in ActivationBatches(st, "emb", batch_size=4, random_state=0)]
+    [(4, 3), (2, 3)]
     """
 
     def __init__(

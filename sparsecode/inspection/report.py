@@ -122,6 +122,30 @@ def top_contexts(
         ``position``, ``token_id``, ``token``, ``activation``, ``before`` and
         ``after`` (token strings) and ``before_activations`` /
         ``after_activations`` (the latent's codes on those tokens).
+
+    Examples
+    --------
+    A store from :func:`~sparsecode.data.activations.extract_activations` (here
+    with stand-ins for the model and tokenizer) and codes of its 9 token rows:
+
+    >>> import tempfile, torch
+    >>> from sparsecode.data.activations import extract_activations
+    >>> class Toy(torch.nn.Module):  # stand-in model: "emb" embeds the token ids
+    ...     def __init__(self): super().__init__(); self.emb = torch.nn.Embedding(99, 3)
+    ...     def forward(self, input_ids, attention_mask): return self.emb(input_ids)
+    >>> class Tok:  # stand-in tokenizer: [CLS] 1, letter -> code point, [SEP] 2
+    ...     pad_token_id, all_special_ids = 0, [1, 2]
+    ...     num_special_tokens_to_add = lambda self, pair: 2
+    ...     def __call__(self, texts, **kw):
+    ...         return {"input_ids": [[1, *map(ord, t.split()), 2] for t in texts]}
+    ...     def convert_ids_to_tokens(self, ids):
+    ...         return [chr(i) if i > 2 else "[S]" for i in ids]
+    >>> store = extract_activations(Toy(), Tok(), ["A B C", "D E"], "emb",
+    ...                             tempfile.mkdtemp(), split_long=False)
+    >>> codes = np.zeros((len(store), 2)); codes[2, 0], codes[6, 0] = 5.0, 1.0  # B, D
+    >>> ctx = top_contexts(codes, store, Tok(), latent=0, n=2, window=1)
+    >>> [(c["token"], c["activation"], c["before"], c["after"]) for c in ctx]
+    [('B', 5.0, ['A'], ['C']), ('D', 1.0, ['[S]'], ['E'])]
     """
     _check_window(window)
     codes = _source(codes)
@@ -177,6 +201,30 @@ def html_report(
     -------
     pathlib.Path
         The written file.
+
+    Examples
+    --------
+    A store from :func:`~sparsecode.data.activations.extract_activations` (here
+    with stand-ins for the model and tokenizer) and codes of its 9 token rows:
+
+    >>> import tempfile, torch
+    >>> from sparsecode.data.activations import extract_activations
+    >>> class Toy(torch.nn.Module):  # stand-in model: "emb" embeds the token ids
+    ...     def __init__(self): super().__init__(); self.emb = torch.nn.Embedding(99, 3)
+    ...     def forward(self, input_ids, attention_mask): return self.emb(input_ids)
+    >>> class Tok:  # stand-in tokenizer: [CLS] 1, letter -> code point, [SEP] 2
+    ...     pad_token_id, all_special_ids = 0, [1, 2]
+    ...     num_special_tokens_to_add = lambda self, pair: 2
+    ...     def __call__(self, texts, **kw):
+    ...         return {"input_ids": [[1, *map(ord, t.split()), 2] for t in texts]}
+    ...     def convert_ids_to_tokens(self, ids):
+    ...         return [chr(i) if i > 2 else "[S]" for i in ids]
+    >>> store = extract_activations(Toy(), Tok(), ["A B C", "D E"], "emb",
+    ...                             tempfile.mkdtemp(), split_long=False)
+    >>> codes = np.zeros((len(store), 2)); codes[2, 0], codes[6, 0] = 5.0, 1.0  # B, D
+    >>> path = html_report(codes, store, Tok(), tempfile.mkdtemp() + "/report.html")
+    >>> path.name, "<h1>sparsecode feature report</h1>" in path.read_text()
+    ('report.html', True)
     """
     if order not in ("density", "max"):
         raise ValueError(f"order must be 'density' or 'max', got {order!r}.")

@@ -1,25 +1,17 @@
 """Sparse autograd primitives for autoencoders with sparse codes.
 
-With few active latents per row -- exactly ``k`` for TopK, a number that
-varies from row to row for ReLU-family activations once training has made
-them sparse -- only the encoder forward needs a dense ``(batch, m)`` matmul.
-Everything else works on the active (row, latent) pairs, held by a `Pattern`
-in CSR order (row by row) with values as flat ``(nnz,)`` tensors:
-
-* :func:`pattern_linear` -- ``x @ W.T + b`` read at the pattern, from a
-  pre-activation computed without autograd; its backward touches only the
-  active rows of ``W`` (the input gradient is an ``embedding_bag``, the weight
-  gradient an ``embedding_bag`` over the pattern sorted by latent).
-* :func:`pattern_decode` -- ``S @ W`` for the sparse codes ``S`` by
-  ``embedding_bag``; its backward computes the value gradient as sampled dot
-  products (`torch.sparse.sampled_addmm`) and the weight gradient like
-  `pattern_linear`'s.
-
-:func:`gather_linear` and :func:`sparse_decode` are the same for ``(batch,
-k)`` index/value pairs (TopK). All accept and return plain tensors and can be
-used under ``torch.autocast``: their sparse parts run in the weights' dtype.
-No function synchronises with the device, except `Pattern.from_mask` when it
-is not told the number of pairs.
+With few active latents per row (``k`` for TopK, varying by row for trained
+ReLU-family activations) only the encoder forward needs a dense ``(batch, m)`` matmul.
+The rest works on the active (row, latent) pairs, held by a `Pattern` in CSR order
+with values as flat ``(nnz,)`` tensors: :func:`pattern_linear` reads ``x @ W.T + b``
+at the pattern from a pre-activation computed without autograd, its backward
+(``embedding_bag`` calls) touching only the active rows of ``W``;
+:func:`pattern_decode` is ``S @ W`` by ``embedding_bag``, its value gradient sampled
+dot products (`torch.sparse.sampled_addmm`); :func:`gather_linear`,
+:func:`sparse_decode` do the same for TopK's ``(batch, k)`` index/value pairs. All
+take plain tensors, work under ``torch.autocast`` (sparse parts in the weights'
+dtype), and never sync with the device, except `Pattern.from_mask` when not told the
+number of pairs.
 """
 
 from __future__ import annotations
@@ -47,18 +39,20 @@ class Pattern:
     ----------
     crow : torch.Tensor of shape (batch + 1,), int64
         Row pointers: the pairs of row ``b`` are ``crow[b]:crow[b + 1]``.
-    col : torch.Tensor of shape (nnz,), int64
-        Column (latent) of each pair.
-    row : torch.Tensor of shape (nnz,), int64
-        Row of each pair.
+    col, row : torch.Tensor of shape (nnz,), int64
+        Column (latent) and row of each pair.
     m : int
         Number of columns.
 
     Attributes
     ----------
     flat : torch.Tensor of shape (nnz,) or None
-        The flat positions ``row * m + col`` (kept by `from_flat` and
-        `from_mask`, None otherwise).
+        The flat positions ``row * m + col`` (from `from_flat`, `from_mask`).
+
+    Examples
+    --------
+    >>> Pattern.from_mask(torch.tensor([[1, 0, 1], [0, 1, 0]]) > 0).crow.tolist()
+    [0, 2, 3]
     """
 
     __slots__ = ("_by_col", "col", "crow", "flat", "m", "row")
@@ -80,11 +74,8 @@ class Pattern:
 
     @classmethod
     def from_mask(cls, mask_BM: torch.Tensor, nnz: int | None = None) -> Pattern:
-        """The ``True`` entries of a boolean mask.
-
-        ``nnz``, their number, is counted when not given (on a GPU, that
-        synchronises with the host; given, it spares a synchronisation).
-        """
+        """The ``True`` entries of a boolean mask; ``nnz``, their number, is
+        counted when not given (on a GPU, a host synchronisation)."""
         flat = mask_BM.reshape(-1)
         if nnz is None or flat.device.type == "cpu":
             pos = flat.nonzero().squeeze(1)
@@ -114,17 +105,9 @@ class Pattern:
         return self.col.shape[0]
 
     def by_col(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The pattern sorted by column (computed once, then cached).
-
-        Returns
-        -------
-        ccol : torch.Tensor of shape (m + 1,)
-            Column pointers.
-        row : torch.Tensor of shape (nnz,)
-            Rows in column order (increasing within a column).
-        order : torch.Tensor of shape (nnz,)
-            Positions of those pairs in CSR order.
-        """
+        """The pattern sorted by column (computed once, then cached): ``ccol``,
+        column pointers (m + 1,); ``row``, rows in column order (increasing
+        within a column); ``order``, positions of those pairs in CSR order."""
         if self._by_col is None:
             order = torch.argsort(self.col.to(_index_dtype(self.m)), stable=True)
             counts = torch.zeros(self.m, dtype=torch.int64, device=self.col.device)
@@ -148,33 +131,27 @@ class Pattern:
 
     def t_matmul(self, values: torch.Tensor, rhs_BD: torch.Tensor) -> torch.Tensor:
         """``S.T @ rhs`` for ``S`` holding ``values`` at the pairs: (m, d).
-
-        Repeated pairs are summed.
-        """
+        Repeated pairs are summed."""
         ccol, row, order = self.by_col()
         return F.embedding_bag(row, rhs_BD, ccol, mode="sum",
                                per_sample_weights=values.index_select(0, order),
                                include_last_offset=True)
 
     def sampled_dot(self, g_BD: torch.Tensor, W_MD: torch.Tensor) -> torch.Tensor:
-        """``out[p] = g[row[p]] . W[col[p]]`` for every pair: (nnz,).
-
-        A sampled dense-dense matmul; pairs must be distinct.
-        """
+        """``out[p] = g[row[p]] . W[col[p]]`` for every pair: (nnz,). A sampled
+        dense-dense matmul; pairs must be distinct."""
         pattern = self.csr(g_BD.new_zeros(self.nnz))
         return torch.sparse.sampled_addmm(pattern, g_BD, W_MD.T, beta=0.0).values()
 
 
 def _index_dtype(m: int) -> torch.dtype:
-    """The narrowest integer type holding ``0..m-1`` (stable sorts on narrow
-    keys are faster, with the same order)."""
+    """The narrowest integer type holding ``0..m-1`` (faster stable sorts)."""
     return (torch.int16 if m <= 2**15 else torch.int32 if m <= 2**31
             else torch.int64)
 
 
 def _vec_mat(v_M: torch.Tensor, W_MD: torch.Tensor) -> torch.Tensor:
-    """``v @ W``; on the CPU as a vectorised multiply-and-sum (faster than the
-    one-row GEMM there when ``W`` is not in cache)."""
+    """``v @ W``; on the CPU a multiply-and-sum (beats GEMM for uncached W)."""
     if W_MD.device.type == "cpu":
         return (W_MD * v_M.unsqueeze(1)).sum(0)
     return v_M @ W_MD
@@ -255,14 +232,20 @@ def pattern_linear(
     pre_N : torch.Tensor of shape (nnz,)
         The values at the pairs, computed without autograd (any dtype).
     center_D : torch.Tensor of shape (d,), optional
-        Subtracted from ``x`` (the pre-encoder bias). Its gradient is
-        ``-(g_b @ W)`` with ``g_b`` the bias gradient: an input gradient
-        ``(batch, d)`` is formed only when ``x`` itself requires grad.
+        The pre-encoder bias, subtracted from ``x``; gradient ``-(g_b @ W)`` (``g_b``
+        the bias gradient), with no (batch, d) gradient unless ``x`` requires grad.
 
     Returns
     -------
     torch.Tensor of shape (nnz,)
         Gradients flow to ``x``, ``W``, ``b`` and ``center`` at the pairs only.
+
+    Examples
+    --------
+    >>> x, W = torch.ones(2, 4), torch.arange(12.0).reshape(3, 4).requires_grad_()
+    >>> p = Pattern.from_indices(torch.tensor([[0], [1]]), 3)
+    >>> pattern_linear(x, W, None, p, (x @ W.T).detach()[p.row, p.col]).tolist()
+    [6.0, 22.0]
     """
     return _PatternLinear.apply(x_BD, W_MD, b_M, center_D, pattern, pre_N)
 
@@ -281,16 +264,20 @@ def pattern_decode(
     W_MD : torch.Tensor of shape (m, d)
         Decoder rows.
     project : bool, default=False
-        Return ``W``'s gradient without its component along each row, for
-        unit-norm rows (`SparseAutoencoderModule.remove_parallel_grad_`'s
-        projection, which is linear, so applying it per term is applying it
-        to the sum). The row dots come from the value gradient already
-        computed -- ``gW_m . W_m = sum_p v_p gv_p`` over the pairs of row
-        ``m`` -- instead of a pass over the ``(m, d)`` gradient and weights.
+        Return ``W``'s gradient without its component along each unit-norm row
+        (`SparseAutoencoderModule.remove_parallel_grad_`'s linear projection, per
+        term), the row dots ``gW_m . W_m = sum_p v_p gv_p`` (pairs of row ``m``)
+        taken from the value gradient, not from the ``(m, d)`` gradient.
 
     Returns
     -------
     torch.Tensor of shape (batch, d)
+
+    Examples
+    --------
+    >>> p, W = Pattern.from_mask(torch.eye(2, 3) > 0), torch.arange(6.0).reshape(3, 2)
+    >>> pattern_decode(torch.tensor([2.0, 3.0]), p, W).tolist()  # 2 W[0], 3 W[1]
+    [[0.0, 2.0], [6.0, 9.0]]
     """
     return _PatternDecode.apply(vals_N, pattern, W_MD, bool(project))
 
@@ -321,9 +308,8 @@ def scatter_rows(
 def sampled_dot(
     g_BD: torch.Tensor, W_MD: torch.Tensor, idx_BK: torch.Tensor
 ) -> torch.Tensor:
-    """``out[b, j] = g[b] . W[idx[b, j]]`` without forming ``g @ W.T``.
-
-    Indices must be distinct within a row.
+    """``out[b, j] = g[b] . W[idx[b, j]]`` without forming ``g @ W.T`` (distinct
+    indices within a row).
 
     Parameters
     ----------
@@ -334,6 +320,12 @@ def sampled_dot(
     Returns
     -------
     torch.Tensor of shape (batch, k)
+
+    Examples
+    --------
+    >>> W = torch.arange(6.0).reshape(3, 2)
+    >>> sampled_dot(torch.ones(1, 2), W, torch.tensor([[2, 0]])).tolist()
+    [[9.0, 1.0]]
     """
     pattern = Pattern.from_indices(idx_BK, W_MD.shape[0])
     return pattern.sampled_dot(g_BD, W_MD).view(idx_BK.shape)
@@ -365,6 +357,13 @@ def gather_linear(
     -------
     torch.Tensor of shape (batch, k)
         Gradients flow to ``x``, ``W`` and ``b`` at the selected entries only.
+
+    Examples
+    --------
+    >>> x, W = torch.ones(2, 4), torch.arange(12.0).reshape(3, 4).requires_grad_()
+    >>> out = gather_linear(x, W, None, torch.tensor([[0], [2]]), (x @ W.T).detach())
+    >>> out.sum().backward(); out.tolist(), W.grad.sum(1).tolist()  # W[1] idle
+    ([[6.0], [38.0]], [4.0, 0.0, 4.0])
     """
     pattern = Pattern.from_indices(idx_BK, W_MD.shape[0])
     pre_N = pre_BM.gather(1, idx_BK).reshape(-1)
@@ -390,6 +389,12 @@ def sparse_decode(
     Returns
     -------
     torch.Tensor of shape (batch, d)
+
+    Examples
+    --------
+    >>> W = torch.arange(6.0).reshape(3, 2)  # rows [0, 1], [2, 3], [4, 5]
+    >>> sparse_decode(torch.tensor([[2.0, 1.0]]), torch.tensor([[0, 2]]), W).tolist()
+    [[4.0, 7.0]]
     """
     pattern = Pattern.from_indices(idx_BK, W_MD.shape[0])
     return pattern_decode(vals_BK.reshape(-1), pattern, W_MD, project)

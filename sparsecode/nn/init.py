@@ -26,6 +26,13 @@ def geometric_median(
     Returns
     -------
     torch.Tensor of shape (n_features,)
+        Float64, unlike the mean not pulled towards outliers.
+
+    Examples
+    --------
+    >>> X = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [10.0, 10.0]])
+    >>> [round(v, 3) for v in geometric_median(X).tolist()], X.mean(0).tolist()
+    ([0.5, 0.5], [2.75, 2.75])
     """
     X = X.double()
     y = X.mean(0)
@@ -42,7 +49,23 @@ def geometric_median(
 
 
 def centre_of(X: torch.Tensor, how: str) -> torch.Tensor:
-    """The geometric median, the mean or zeros of the rows of ``X`` (float64)."""
+    """The geometric median, the mean or zeros of the rows of ``X`` (float64).
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+    how : {"geometric_median", "mean", "zeros"}
+
+    Returns
+    -------
+    torch.Tensor of shape (n_features,), float64
+
+    Examples
+    --------
+    >>> X = torch.tensor([[0.0, 2.0], [4.0, 6.0]])
+    >>> centre_of(X, "mean").tolist(), centre_of(X, "zeros").dtype
+    ([2.0, 4.0], torch.float64)
+    """
     if how == "geometric_median":
         return geometric_median(X)
     if how == "mean":

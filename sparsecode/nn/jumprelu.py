@@ -22,12 +22,38 @@ __all__ = ["JumpReLU", "JumpReLUFn", "StepFn", "rect"]
 
 
 def rect(u: torch.Tensor) -> torch.Tensor:
-    """Rectangle kernel: 1 on (-1/2, 1/2), else 0."""
+    """Rectangle kernel: 1 on (-1/2, 1/2), else 0.
+
+    Parameters
+    ----------
+    u : torch.Tensor
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape and dtype as ``u``.
+
+    Examples
+    --------
+    >>> rect(torch.tensor([-1.0, -0.4, 0.0, 0.5])).tolist()
+    [0.0, 1.0, 1.0, 0.0]
+    """
     return ((u > -0.5) & (u < 0.5)).to(u.dtype)
 
 
 class JumpReLUFn(torch.autograd.Function):
-    """``z * H(z - theta)``; d/dtheta = -(theta/eps) rect((z - theta)/eps)."""
+    """``z * H(z - theta)``; d/dtheta = -(theta/eps) rect((z - theta)/eps).
+
+    Called as ``JumpReLUFn.apply(z, theta, bandwidth)``.
+
+    Examples
+    --------
+    >>> z, theta = torch.tensor([[0.5, 2.0]], requires_grad=True), torch.ones(2)
+    >>> y = JumpReLUFn.apply(z, theta.requires_grad_(), 2.0)
+    >>> y.sum().backward()
+    >>> y.tolist(), z.grad.tolist(), theta.grad.tolist()
+    ([[0.0, 2.0]], [[0.0, 1.0]], [-0.5, 0.0])
+    """
 
     @staticmethod
     def forward(ctx, z, theta, bandwidth: float):
@@ -45,7 +71,18 @@ class JumpReLUFn(torch.autograd.Function):
 
 
 class StepFn(torch.autograd.Function):
-    """``H(z - theta)``; d/dtheta = -(1/eps) rect((z - theta)/eps), d/dz = 0."""
+    """``H(z - theta)``; d/dtheta = -(1/eps) rect((z - theta)/eps), d/dz = 0.
+
+    Called as ``StepFn.apply(z, theta, bandwidth)``.
+
+    Examples
+    --------
+    >>> theta = torch.ones(2, requires_grad=True)
+    >>> y = StepFn.apply(torch.tensor([[0.5, 2.0]]), theta, 2.0)
+    >>> y.sum().backward()
+    >>> y.tolist(), theta.grad.tolist()
+    ([[0.0, 1.0]], [-0.5, 0.0])
+    """
 
     @staticmethod
     def forward(ctx, z, theta, bandwidth: float):
@@ -84,6 +121,12 @@ class JumpReLU(Activation):
         Learning-rate multiplier of ``log_threshold``: thresholds must travel
         far in log space, and short runs would leave them near their
         initial value.
+
+    Examples
+    --------
+    >>> act = JumpReLU(3, threshold_init=0.5)
+    >>> act(torch.tensor([[0.25, 0.75, 1.0]])).tolist(), act.threshold.tolist()
+    ([[0.0, 0.75, 1.0]], [0.5, 0.5, 0.5])
     """
 
     default_alpha = 0.3

@@ -24,7 +24,19 @@ def _onednn_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None
 
 
 def onednn_available() -> bool:
-    """Whether oneDNN's fused-bias linear exists here and equals `F.linear`."""
+    """Whether oneDNN's fused-bias linear exists here and equals `F.linear`.
+
+    Checked once, then cached.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> onednn_available() in (True, False)
+    True
+    """
     global _ONEDNN
     if _ONEDNN is None:
         try:
@@ -40,7 +52,26 @@ def onednn_available() -> bool:
 
 
 def uses_onednn(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> bool:
-    """Whether `linear` takes the oneDNN path for these tensors."""
+    """Whether `linear` takes the oneDNN path for these tensors.
+
+    Parameters
+    ----------
+    x, W : torch.Tensor
+        The input (2-D) and the weight.
+    b : torch.Tensor or None
+        The bias.
+
+    Returns
+    -------
+    bool
+        True for float32 CPU tensors outside autocast, where oneDNN works.
+
+    Examples
+    --------
+    >>> x, W = torch.ones(2, 3), torch.ones(4, 3)
+    >>> uses_onednn(x, W, None) == onednn_available(), uses_onednn(x.double(), W, None)
+    (True, False)
+    """
     tensors = (x, W) if b is None else (x, W, b)
     return (x.dim() == 2 and all(t.device.type == "cpu" and t.dtype == torch.float32
                                  for t in tensors)
@@ -78,6 +109,12 @@ def linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None
     torch.Tensor of shape (batch, m)
         Equal to ``F.linear(x, W, b)`` up to the rounding of a different
         summation order.
+
+    Examples
+    --------
+    >>> x, W = torch.ones(2, 3), torch.arange(6.0).reshape(2, 3)
+    >>> linear(x, W, torch.tensor([1.0, -1.0])).tolist()
+    [[4.0, 11.0], [4.0, 11.0]]
     """
     if not uses_onednn(x, W, b):
         return F.linear(x, W, b)

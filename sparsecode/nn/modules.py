@@ -1,16 +1,15 @@
 """The sparse autoencoder `nn.Module` and its initialisation.
 
-``codes = act(W_enc (x - b_pre) + b_enc)`` and ``x_hat = codes @ W_dec + b_pre``
-with ``W_enc`` and ``W_dec`` both of shape ``(n_components, n_features)``
-(``W_dec`` rows are the dictionary atoms). The activation is a registered
-module (`sparsecode.nn.variants`). A transcoder (``n_outputs`` given) maps the
-input to another output, ``y_hat = codes @ W_dec + b_pre (+ x @ W_skip.T)``:
-its encoder input is not centred and ``b_pre`` is the output bias. Training
-runs the dense encoder matmul and then, when the codes are sparse, only sparse
-operations (`sparsecode.nn.functional`): always for TopK (a fixed ``k`` per
-row), and for activations with a ``support`` (ReLU) whenever the batch's active
-fraction is at most `SparseAutoencoderModule.sparse_max_density`. Inference
-runs in float64 when a lower-precision input could overflow (`_overflows`).
+``codes = act(W_enc (x - b_pre) + b_enc)`` and ``x_hat = codes @ W_dec + b_pre`` with
+``W_enc`` and ``W_dec`` both of shape ``(n_components, n_features)`` (``W_dec`` rows are
+the dictionary atoms). The activation is a registered module (`sparsecode.nn.variants`).
+A transcoder (``n_outputs`` given) maps the input to another output,
+``y_hat = codes @ W_dec + b_pre (+ x @ W_skip.T)``: its encoder input is not centred,
+``b_pre`` is the output bias. Training runs the dense encoder matmul and then, when the
+codes are sparse, only sparse operations (`sparsecode.nn.functional`): always for TopK
+(a fixed ``k`` per row), and for activations with a ``support`` (ReLU) whenever the
+batch's active fraction is at most `SparseAutoencoderModule.sparse_max_density`.
+Inference runs in float64 when a lower-precision input could overflow (`_overflows`).
 """
 
 from __future__ import annotations
@@ -54,12 +53,11 @@ class SparseAutoencoderModule(nn.Module):
     dtype : torch.dtype, default=torch.float32
     device : torch.device or str, default="cpu"
     input_norm : {"none", "layer_norm", "constant_norm_rescale"}, default="none"
-        Per-input normalisation around the SAE, as SAELens defines it:
-        ``layer_norm`` encodes ``(x - mean(x)) / (std(x) + 1e-5)`` (unbiased
-        std) and maps reconstructions back by ``* std + mean``;
-        ``constant_norm_rescale`` encodes ``x * sqrt(d) / ||x||`` and divides
-        reconstructions by that factor. `decode` works in the normalised
-        space, `forward` returns the reconstruction of ``x`` itself.
+        Per-input normalisation around the SAE, as SAELens defines it: ``layer_norm``
+        encodes ``(x - mean(x)) / (std(x) + 1e-5)`` (unbiased std) and maps
+        reconstructions back by ``* std + mean``; ``constant_norm_rescale`` encodes
+        ``x * sqrt(d) / ||x||`` and divides reconstructions by that factor. `decode`
+        works in the normalised space, `forward` reconstructs ``x`` itself.
     n_outputs : int, default=None
         A transcoder's output width; None for an autoencoder.
     skip_connection : bool, default=False
@@ -75,13 +73,19 @@ class SparseAutoencoderModule(nn.Module):
         same result up to rounding, so this only trades speed (the measured
         crossover: docs/design.md, section 4). 0 disables the sparse path.
     project_decoder_grad : bool
-        Class attribute: whether TopK training (unit-norm decoder, loss
-        terms in `sparsecode.nn.losses.DECODER_PROJECTING_TERMS`) has its
-        decodes return the decoder gradient already projected off the rows
-        (`pattern_decode`'s ``project``; `TrainOutput.decoder_grad_projected`
-        then tells the training loop to skip `remove_parallel_grad_`). The
-        same gradient up to rounding, without two passes over the ``(m, d)``
-        gradient and weights after the backward.
+        Class attribute: whether TopK training (unit-norm decoder, loss terms in
+        `sparsecode.nn.losses.DECODER_PROJECTING_TERMS`) has its decodes return the
+        decoder gradient already projected off the rows (`pattern_decode`'s ``project``;
+        `TrainOutput.decoder_grad_projected` then tells the training loop to skip
+        `remove_parallel_grad_`). The same gradient up to rounding, without two passes
+        over the ``(m, d)`` gradient and weights after the backward.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0); X = torch.randn(16, 8, generator=g)
+    >>> m = SparseAutoencoderModule(8, 32, "topk", {"k": 3}); m.reset_parameters_(X, g)
+    >>> tuple(m(X).shape), int((m.encode(X) != 0).sum(1).max())  # <= k per row
+    ((16, 8), 3)
     """
 
     sparse_max_density: float = 0.1
@@ -150,11 +154,9 @@ class SparseAutoencoderModule(nn.Module):
                    **kw)
 
     def load_weights_(self, state: dict[str, torch.Tensor]) -> None:
-        """``load_state_dict`` after checking names and shapes (clear errors).
-
-        Raises ``ValueError`` naming the missing, unexpected or misshapen
-        weights; values are cast to the module's dtypes.
-        """
+        """``load_state_dict`` after checking names and shapes: a ``ValueError``
+        names missing, unexpected or misshapen weights; values take the module's
+        dtypes."""
         own = self.state_dict()
         if set(own) != set(state):
             raise ValueError(f"weights do not match the model: missing "
@@ -180,13 +182,12 @@ class SparseAutoencoderModule(nn.Module):
     ) -> None:
         """Tied initialisation from a data sample.
 
-        Decoder rows are random directions of norm ``decoder_norm`` (1 for
-        unit-norm variants), ``W_enc = W_dec``, ``b_enc = 0`` and ``b_pre`` the
-        geometric median, the mean of ``X_sample``, or zero. A transcoder
-        (outputs ``Y_sample``) draws its encoder rows as independent unit
-        directions, takes ``b_pre`` from ``Y_sample`` and starts ``b_enc`` at
-        ``-W_enc c`` with ``c`` the same centre of ``X_sample`` (so the
-        encoder starts on centred inputs); ``W_skip`` starts at zero.
+        Decoder rows are random directions of norm ``decoder_norm`` (1 for unit-norm
+        variants), ``W_enc = W_dec``, ``b_enc = 0`` and ``b_pre`` the geometric median,
+        the mean of ``X_sample``, or zero. A transcoder (outputs ``Y_sample``) draws its
+        encoder rows as independent unit directions, takes ``b_pre`` from ``Y_sample``
+        and starts ``b_enc`` at ``-W_enc c`` with ``c`` the same centre of ``X_sample``
+        (so the encoder starts on centred inputs); ``W_skip`` starts at zero.
         """
         W = self._directions(self.W_dec.shape, generator)
         if not self.activation.unit_norm_decoder:
@@ -218,7 +219,6 @@ class SparseAutoencoderModule(nn.Module):
 
     def normalize(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, tuple]:
         """``x`` normalised by ``input_norm``, and the statistics to undo it.
-
         Stds and norms are overflow-free (`_scaled`); a zero row stays zero."""
         if self.input_norm == "layer_norm":
             mu = x_BD.mean(-1, keepdim=True)
@@ -391,9 +391,9 @@ class SparseAutoencoderModule(nn.Module):
     def fold_scale_(self, scale: float) -> None:
         """Make the module act on ``x / scale`` with codes divided by ``scale``.
 
-        A module trained on ``scale * x`` then maps raw ``x`` to the same
-        codes divided by ``scale`` and reconstructs raw ``x``; decoder rows
-        (and their norms) are unchanged. ``fold_scale_(1 / scale)`` undoes it.
+        A module trained on ``scale * x`` then maps raw ``x`` to the same codes
+        divided by ``scale`` and reconstructs raw ``x``; decoder rows (and norms)
+        are unchanged. ``fold_scale_(1 / scale)`` undoes it.
         """
         self.b_pre.div_(scale)
         self.b_enc.div_(scale)  # (a transcoder's input scale is folded likewise)

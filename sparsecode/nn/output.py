@@ -16,6 +16,13 @@ class TrainOutput(NamedTuple):
     ``idx`` of shape (batch, k); or, for an activation with a ``support`` on a
     sparse batch, flat ``vals``/``idx`` of shape (nnz,) with their ``pattern``
     and ``pre_vals``. The fields a form does not use are None.
+
+    Examples
+    --------
+    >>> out = TrainOutput(x_hat=torch.zeros(2, 3), pre=torch.zeros(2, 4),
+    ...                   codes=torch.zeros(2, 4))
+    >>> out.sparse, out.vals is None, tuple(out.x_hat.shape)
+    (False, True, (2, 3))
     """
 
     x_hat: torch.Tensor

@@ -29,6 +29,22 @@ def topk_indices(pre_BM: torch.Tensor, k: int) -> torch.Tensor:
     row's top ``k`` lie in the ``k`` chunks with the largest maxima (an entry
     of any other chunk is below ``k`` chunk maxima), so the second ``topk``
     looks at ``k * _CHUNK`` candidates only.
+
+    Parameters
+    ----------
+    pre_BM : torch.Tensor of shape (batch, m)
+        Floating-point pre-activations.
+    k : int
+
+    Returns
+    -------
+    torch.Tensor of shape (batch, k), int64
+        In no particular order.
+
+    Examples
+    --------
+    >>> sorted(topk_indices(torch.tensor([[3.0, -1.0, 5.0, 0.5]]), 2)[0].tolist())
+    [0, 2]
     """
     keys = pre_BM.view(_SAME_SIZE_INT[pre_BM.dtype])
     B, M = keys.shape
@@ -51,6 +67,25 @@ def support_positions(flat: torch.Tensor, limit: float, *, count_first: bool
     then fills a buffer of that size, so a dense mask's positions are never
     formed; otherwise (CPU) the positions come first, their number from them:
     one pass over the mask less.
+
+    Parameters
+    ----------
+    flat : torch.Tensor of shape (n,), bool
+    limit : float
+        The most positions returned.
+    count_first : bool
+
+    Returns
+    -------
+    torch.Tensor of shape (nnz,), int64, or None
+
+    Examples
+    --------
+    >>> flat = torch.tensor([True, False, True])
+    >>> support_positions(flat, 5, count_first=False).tolist()
+    [0, 2]
+    >>> support_positions(flat, 1, count_first=False) is None
+    True
     """
     if count_first:
         nnz = int(torch.count_nonzero(flat))
@@ -62,7 +97,30 @@ def support_positions(flat: torch.Tensor, limit: float, *, count_first: bool
 def aux_select(
     pre_BM: torch.Tensor, dead_M: torch.Tensor, k_aux: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the ``k_aux`` largest dead pre-activations and a validity mask."""
+    """Indices of the ``k_aux`` largest dead pre-activations and a validity mask.
+
+    Parameters
+    ----------
+    pre_BM : torch.Tensor of shape (batch, m)
+    dead_M : torch.Tensor of shape (m,), bool
+        The dead latents.
+    k_aux : int
+        Capped at ``m``.
+
+    Returns
+    -------
+    idx : torch.Tensor of shape (batch, k_aux), int64
+        In no particular order.
+    valid : torch.Tensor of shape (batch, k_aux), bool
+        False where a row has fewer than ``k_aux`` dead latents.
+
+    Examples
+    --------
+    >>> pre, dead = torch.tensor([[3.0, -1.0, 5.0]]), torch.tensor([True, True, False])
+    >>> idx, valid = aux_select(pre, dead, 3)
+    >>> sorted(idx[valid].tolist()), int(valid.sum())
+    ([0, 1], 2)
+    """
     k_aux = min(int(k_aux), pre_BM.shape[1])
     masked = torch.where(dead_M, pre_BM, float("-inf"))
     vals, idx = masked.topk(k_aux, dim=-1, sorted=False)

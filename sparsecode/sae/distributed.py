@@ -66,7 +66,23 @@ _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def launched_by_torchrun() -> bool:
-    """Whether the torchrun environment of a job of several processes is set."""
+    """Whether the torchrun environment of a job of several processes is set.
+
+    Returns
+    -------
+    bool
+        True when ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``
+        are all set and ``WORLD_SIZE > 1``.
+
+    Examples
+    --------
+    >>> from unittest import mock
+    >>> env = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost",
+    ...        "MASTER_PORT": "29500"}
+    >>> with mock.patch.dict(os.environ, env):
+    ...     launched_by_torchrun()
+    True
+    """
     return (all(name in os.environ for name in _TORCHRUN_ENV)
             and int(os.environ["WORLD_SIZE"]) > 1)
 
@@ -99,6 +115,12 @@ def get_comm(distributed: bool | str, device: torch.device, timeout: float = 300
     -------
     comm : Local or DataParallel
     device : torch.device
+
+    Examples
+    --------
+    >>> comm, device = get_comm(False, torch.device("cpu"))
+    >>> type(comm).__name__, device, comm.world_size
+    ('Local', device(type='cpu'), 1)
     """
     required = distributed != "auto"
     if required and not distributed:
@@ -148,7 +170,14 @@ def _destroy() -> None:
 
 
 class Local:
-    """One process: every hook of the training loop is the identity."""
+    """One process: every hook of the training loop is the identity.
+
+    Examples
+    --------
+    >>> comm = Local()
+    >>> comm.rank, comm.world_size, comm.broadcast_floats([1.5]), comm.any(0)
+    (0, 1, [1.5], False)
+    """
 
     rank = 0
     world_size = 1
@@ -212,6 +241,18 @@ class DataParallel(Local):
         Where this rank trains (and where collectives run).
     timeout : float, default=300.0
         Seconds each collective may wait for the other ranks.
+
+    Examples
+    --------
+    A one-process gloo group (a real job has several, started by torchrun):
+
+    >>> import tempfile
+    >>> url = "file://" + os.path.join(tempfile.mkdtemp(), "store")
+    >>> dist.init_process_group("gloo", init_method=url, rank=0, world_size=1)
+    >>> comm = DataParallel(torch.device("cpu"), timeout=30)
+    >>> comm.world_size, comm.is_main, comm.any(True)
+    (1, True, True)
+    >>> dist.destroy_process_group()
     """
 
     def __init__(self, device: torch.device, timeout: float = 300.0) -> None:

@@ -35,8 +35,7 @@ _TRANSFORM_ROWS = 8192
 class SparseAutoencoder(BaseSparseEstimator):
     """Sparse autoencoder: ``codes = act(W_enc (x - b_pre) + b_enc)``.
 
-    ``x_hat = codes @ components_ + b_pre``. One estimator for the SAE family;
-    the variant is the ``activation``:
+    ``x_hat = codes @ components_ + b_pre``; the SAE variant is the ``activation``:
 
     * ``"topk"`` -- exactly ``k`` active latents per sample (Gao et al. 2024),
       unit-norm decoder, AuxK loss on dead latents; trained with sparse
@@ -46,10 +45,9 @@ class SparseAutoencoder(BaseSparseEstimator):
       ``transform`` does not depend on the batch.
     * ``"relu"`` -- ReLU with an L1 penalty weighted by decoder-row norms
       (Anthropic, April 2024); ``alpha`` is the L1 coefficient.
-    * ``"jumprelu"`` -- per-latent thresholds trained by straight-through
-      estimators on an L0 penalty ``alpha`` (Rajamanoharan et al. 2024);
-      ``activation_params`` sets ``bandwidth``, ``threshold_init`` and
-      ``mode`` ("step" or "tanh").
+    * ``"jumprelu"`` -- per-latent thresholds trained by straight-through estimators on
+      an L0 penalty ``alpha`` (Rajamanoharan et al. 2024); ``activation_params`` sets
+      ``bandwidth``, ``threshold_init`` and ``mode`` ("step" or "tanh").
     * ``"gated"`` -- gate and magnitude paths (Rajamanoharan et al. 2024).
     * ``"matryoshka"`` -- BatchTopK whose nested prefixes of latents each
       reconstruct x (``activation_params={"prefixes": [...]}``).
@@ -78,9 +76,8 @@ class SparseAutoencoder(BaseSparseEstimator):
         Fractions of the planned steps: linear lr warm-up, final linear lr
         decay to 0, linear warm-up of ``alpha``.
     dead_window : int, default=None
-        A latent is dead when it has not fired on the last ``dead_window``
-        training samples; ``min(10_000_000, max(batch_size, 10 *
-        n_components))`` when None.
+        A latent is dead when it has not fired on the last ``dead_window`` training
+        samples; ``min(10_000_000, max(batch_size, 10 * n_components))`` when None.
     k_aux : int, default=None
         Dead latents used by AuxK; ``min(n_components, max(1, n_features //
         2))`` when None. 0 disables AuxK.
@@ -93,10 +90,9 @@ class SparseAutoencoder(BaseSparseEstimator):
     max_grad_norm : float, default=1.0
         Gradient-norm clipping (None disables).
     input_noise : float, default=0.0
-        Denoising: in training only, the encoder sees ``x + input_noise * e``
-        (``e`` standard Gaussian, seeded by ``random_state``) and reconstructs
-        the clean x. Units of the normalised input (entries of unit mean
-        square with ``normalize_input``, else raw units); never in `transform`.
+        Denoising: in training only, the encoder sees ``x + input_noise * e`` (``e``
+        standard Gaussian, seeded by ``random_state``) and reconstructs the clean x.
+        In units of the normalised input (raw units without ``normalize_input``).
     activation_params : dict, default=None
         Extra arguments of the activation (see `sparsecode.nn.variants`).
     random_state : int, RandomState instance or None, default=None
@@ -125,20 +121,18 @@ class SparseAutoencoder(BaseSparseEstimator):
     verbose : bool or int, default=False
         Progress bar (tqdm) or printed progress.
     distributed : {"auto", True, False}, default="auto"
-        Data-parallel training over the processes of ``torch.distributed``
-        (a script launched by ``torchrun --nproc_per_node=N``; gloo on the CPU,
-        NCCL on CUDA). ``"auto"`` trains data-parallel when the process group
-        is initialised with several processes or the torchrun environment is
-        set, True demands it, False trains each process on its own. Every
-        process must call ``fit`` with the same X; each trains on
-        ``batch_size / N`` rows of every batch (``batch_size`` is the global
-        batch and must be divisible by N), rank 0 alone prints and writes
-        checkpoints, and all end with rank 0's weights: those of a
-        one-process run at the same ``batch_size``, up to float rounding.
+        Data-parallel training over the processes of ``torch.distributed`` (a script
+        launched by ``torchrun --nproc_per_node=N``; gloo on the CPU, NCCL on CUDA).
+        ``"auto"`` trains data-parallel when the process group is initialised with
+        several processes or the torchrun environment is set, True demands it, False
+        trains each process on its own. Every process must call ``fit`` with the same X;
+        each trains on ``batch_size / N`` rows of every batch (``batch_size`` is the
+        global batch and must be divisible by N), rank 0 alone prints and writes
+        checkpoints, and all end with rank 0's weights: those of a one-process run at
+        the same ``batch_size``, up to float rounding.
     distributed_timeout : float, default=300
-        Seconds a collective operation may wait for the other processes (a
-        stopped or hung rank) before every live rank raises; used when
-        sparsecode initialises the process group.
+        Seconds a collective may wait for the other processes (a stopped or hung
+        rank) before every live rank raises; also the group's, if sparsecode makes it.
 
     Attributes
     ----------
@@ -160,10 +154,17 @@ class SparseAutoencoder(BaseSparseEstimator):
     Notes
     -----
     A model read from SAELens with ``normalize_activations`` "layer_norm" or
-    "constant_norm_rescale" normalises each input before encoding (the
-    module's ``input_norm``); `score` and ``module_(X)`` undo it on the
-    reconstruction, while `inverse_transform` of codes alone returns the
-    reconstruction in the normalised space.
+    "constant_norm_rescale" normalises each input before encoding (the module's
+    ``input_norm``); `score` and ``module_(X)`` undo it on the reconstruction, while
+    `inverse_transform` of codes alone returns it in the normalised space.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    >>> sae = SparseAutoencoder(16, k=2, max_iter=2, device="cpu", random_state=0)
+    >>> Z = sae.fit(X).transform(X)
+    >>> Z.shape, int((Z != 0).sum(1).max()), sae.components_.shape
+    ((200, 16), 2, (16, 8))
     """
 
     _parameter_constraints: dict = {

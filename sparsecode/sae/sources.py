@@ -1,21 +1,19 @@
 """Batch sources for the SAE training loop: tensors, memmaps, any iterable.
 
-Every source yields the mini-batches of one pass with
-``batches(generator, start=0)``, drawing all its randomness from the given
-CPU `torch.Generator`. Restoring the generator state saved at the start of a
-pass and calling ``batches(gen, start=i)`` replays that pass from batch ``i``
-exactly, which is how checkpoints resume. Under data-parallel training,
-``batches(gen, shard=f)`` yields only ``f(batch)`` of each global batch (for
-arrays and memmaps ``f`` is applied to the row indices, so only this process's
-rows are read); see `sparsecode.sae.distributed`.
+Every source yields the mini-batches of one pass with ``batches(generator, start=0)``,
+drawing all its randomness from the given CPU `torch.Generator`. Restoring the generator
+state saved at the start of a pass and calling ``batches(gen, start=i)`` replays that
+pass from batch ``i`` exactly, which is how checkpoints resume. Under data-parallel
+training, ``batches(gen, shard=f)`` yields only ``f(batch)`` of each global batch (for
+arrays and memmaps ``f`` is applied to the row indices, so only this process's rows are
+read); see `sparsecode.sae.distributed`.
 
-Numerics: the mean squared row norm that sets the input scale is computed
-without overflow (`sparsecode.base.safe_rms`); a scale float64 cannot hold
-raises ``ValueError``. Float32 data too small to be normalised in float32 (a
-scale above ``2**64``: subnormal values) is trained in float64 when ``dtype``
-is None (`widen`), else raises ``ValueError``. `make_source` also refuses,
-before allocating, an SAE whose weights, gradients and Adam moments cannot fit
-in the device's memory (`check_sae_memory`).
+Numerics: the mean squared row norm that sets the input scale is computed without
+overflow (`sparsecode.base.safe_rms`); a scale float64 cannot hold raises
+``ValueError``. Float32 data too small to be normalised in float32 (a scale above
+``2**64``: subnormal values) is trained in float64 when ``dtype`` is None (`widen`),
+else raises ``ValueError``. `make_source` also refuses, before allocating, an SAE whose
+weights, gradients and Adam moments cannot fit in device memory (`check_sae_memory`).
 """
 
 from __future__ import annotations
@@ -49,11 +47,9 @@ def _spread(n: int, n_max: int) -> np.ndarray:
 
 
 def _mean_sq_norm(rows: torch.Tensor) -> float:
-    """Mean squared norm of the rows, without overflow or underflow.
-
-    Raises ``ValueError`` when the input scale ``sqrt(n_features / msn)`` of
-    nonzero rows is not a finite float64 (values near 1e154 or below 1e-154).
-    """
+    """Mean squared norm of the rows, without overflow or underflow; raises
+    ``ValueError`` when the input scale ``sqrt(n_features / msn)`` of nonzero
+    rows is not a finite float64 (values near 1e154 or below 1e-154)."""
     d = rows.shape[1]
     rms = safe_rms(rows)
     msn = d * rms * rms
@@ -81,6 +77,11 @@ def widen(src, allowed: bool, first_col: int = 0) -> None:
     ``allowed`` is False when the estimator's ``dtype`` fixes the precision;
     such data then raises ``ValueError``. ``first_col`` is where the columns
     that set the scale begin (a transcoder's targets).
+
+    Examples
+    --------
+    >>> src = TensorBatches(torch.full((4, 2), 1e-30), 2); widen(src, True); src.dtype
+    torch.float64
     """
     if src.dtype in (None, torch.float64):
         return
@@ -102,6 +103,12 @@ class TensorBatches:
     ----------
     X : torch.Tensor of shape (n_samples, n_features)
     batch_size : int
+
+    Examples
+    --------
+    >>> src, g = TensorBatches(torch.ones(5, 2), batch_size=2), torch.Generator()
+    >>> [len(b) for b in src.batches(g)], src.n_batches
+    ([2, 2, 1], 3)
     """
 
     def __init__(self, X: torch.Tensor, batch_size: int) -> None:
@@ -134,10 +141,8 @@ class TensorBatches:
 
     def batches(self, gen: torch.Generator, start: int = 0,
                 shard: Callable | None = None) -> Iterator[torch.Tensor]:
-        """Yield the batches of one pass, from batch ``start`` on.
-
-        ``shard`` maps the row indices of each batch to those to read.
-        """
+        """Yield the batches of one pass, from batch ``start`` on; ``shard`` maps
+        the row indices of each batch to those to read."""
         perm = self._perm(gen)
         bs = self.batch_size
         for lo in range(start * bs, self.n_samples, bs):
@@ -214,6 +219,12 @@ class IterableBatches:
         None: the first chunk's float dtype (float32 for other dtypes).
     buffer_size : int, default=None
         Shuffle buffer in rows (default ``16 * batch_size``).
+
+    Examples
+    --------
+    >>> src = IterableBatches([np.ones((3, 2)), np.ones((4, 2))], 2, "cpu")
+    >>> sorted(len(b) for b in src.batches(torch.Generator())), src.dtype
+    ([1, 2, 2, 2], torch.float64)
     """
 
     def __init__(self, iterable: Iterable, batch_size: int, device: torch.device,
@@ -299,10 +310,8 @@ class IterableBatches:
 
     def batches(self, gen: torch.Generator, start: int = 0,
                 shard: Callable | None = None) -> Iterator[torch.Tensor]:
-        """Yield one pass of shuffled batches, skipping the first ``start``.
-
-        ``shard`` maps each batch to the rows this process trains on.
-        """
+        """Yield one pass of shuffled batches, skipping the first ``start``;
+        ``shard`` maps each batch to the rows this process trains on."""
         count = 0
         for batch in self._shuffled(gen):
             if count >= start:
@@ -352,8 +361,7 @@ def check_sae_memory(est, n_features: int, n_outputs: int, dtype: torch.dtype
 
     At least the encoder and decoder, their gradients and Adam's two moments
     (``4 * m * (n_features + n_outputs)`` numbers) and one batch of
-    pre-activations (``batch_size * m``) are held at once.
-    """
+    pre-activations (``batch_size * m``) are held at once."""
     m = est.n_components or 8 * n_features
     numbers = 4.0 * m * (n_features + n_outputs) + float(est.batch_size) * m
     check_memory(numbers * torch.empty((), dtype=dtype).element_size(),
@@ -363,13 +371,11 @@ def check_sae_memory(est, n_features: int, n_outputs: int, dtype: torch.dtype
 def make_source(est, X: Any, *, reset: bool):
     """Validate ``X`` for estimator ``est`` and wrap it as a batch source.
 
-    A `numpy.memmap` larger than a batch is read batch by batch; an iterable
-    that is not array-like is streamed; anything else is validated by the
-    estimator (``_validate_input``) and held as a tensor on its device. A
-    first fit also checks the memory the model needs (`check_sae_memory`)
-    and the precision the input scale needs (`widen`); later ones yield the
-    fitted model's dtype.
-    """
+    A `numpy.memmap` larger than a batch is read batch by batch; an iterable that is not
+    array-like is streamed; anything else is validated by the estimator
+    (``_validate_input``) and held as a tensor on its device. A first fit also checks
+    the memory the model needs (`check_sae_memory`) and the precision the input scale
+    needs (`widen`); later ones yield the fitted model's dtype."""
     dtype = None if est.dtype is None else torch_dtype(est.dtype)
     bs = est.batch_size
     if isinstance(X, np.memmap) and X.ndim == 2 and X.shape[0] > bs:

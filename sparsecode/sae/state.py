@@ -31,6 +31,22 @@ class TrainState:
     """Everything a run needs to continue: module, optimizer, counters, RNG.
 
     Pickles with all tensors on the CPU (the optimizer as its state dict).
+
+    Parameters
+    ----------
+    model : SparseAutoencoderModule
+    seed : int
+        Seeds the data-order generator ``data_gen``.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> state = TrainState(SparseAutoencoderModule(4, 8, "topk", {"k": 2}), seed=0)
+    >>> _ = state.ensure_optimizer(TrainConfig(learning_rate=1e-3))
+    >>> state.samples = 64
+    >>> back = pickle.loads(pickle.dumps(state))
+    >>> back.samples, back.optimizer is None, back.opt_state is not None
+    (64, True, True)
     """
 
     def __init__(self, model: SparseAutoencoderModule, seed: int) -> None:

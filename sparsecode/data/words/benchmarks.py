@@ -26,6 +26,12 @@ def load_wordsim353() -> tuple[list[tuple[str, str]], np.ndarray]:
     -------
     pairs : list of (str, str)
     scores : ndarray of shape (353,)
+
+    Examples
+    --------
+    >>> pairs, scores = load_wordsim353()
+    >>> len(pairs), pairs[0], float(scores[0])
+    (353, ('love', 'sex'), 6.77)
     """
     return _read_pairs("wordsim353.tsv")
 
@@ -37,6 +43,12 @@ def load_simlex999() -> tuple[list[tuple[str, str]], np.ndarray]:
     -------
     pairs : list of (str, str)
     scores : ndarray of shape (999,)
+
+    Examples
+    --------
+    >>> pairs, scores = load_simlex999()
+    >>> len(pairs), pairs[0], bool(0 <= scores.min() and scores.max() <= 10)
+    (999, ('old', 'new'), True)
     """
     return _read_pairs("simlex999.txt")
 
@@ -49,6 +61,12 @@ def load_analogies() -> list[tuple[str, str, str, str, str]]:
     list of (section, a, b, c, d)
         ``a : b :: c : d``, e.g. ``("capital-common-countries", "Athens",
         "Greece", "Baghdad", "Iraq")``.
+
+    Examples
+    --------
+    >>> questions = load_analogies()
+    >>> len(questions), len({q[0] for q in questions}), questions[0][1:]
+    (19544, 14, ('Athens', 'Greece', 'Baghdad', 'Iraq'))
     """
     out, section = [], ""
     text = gensim_test_file("questions-words.txt").read_text(encoding="utf-8")

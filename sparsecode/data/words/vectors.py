@@ -91,6 +91,14 @@ class WordVectors:
         The vocabulary, one word per row of ``vectors``.
     vectors : ndarray of shape (n_words, dim)
         The word vectors.
+
+    Examples
+    --------
+    >>> wv = WordVectors(["cat", "dog", "fish"], np.eye(3, dtype=np.float32))
+    >>> wv
+    WordVectors(n_words=3, dim=3, dtype=float32)
+    >>> "dog" in wv, wv["dog"].tolist(), wv.subset(["fish", "cat"]).words
+    (True, [0.0, 1.0, 0.0], ['fish', 'cat'])
     """
 
     words: list[str]

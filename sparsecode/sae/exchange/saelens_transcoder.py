@@ -71,6 +71,15 @@ def read_transcoder(cfg: dict, w: dict[str, torch.Tensor], file: Path,
         ``apply_b_dec_to_input=true`` or any ``normalize_activations`` but
         ``"none"`` (naming ``file``), or missing, extra or misshapen weights
         (naming ``wfile``).
+
+    Examples
+    --------
+    >>> w = {"W_enc": torch.zeros(4, 8), "b_enc": torch.zeros(8),
+    ...      "W_dec": torch.zeros(8, 3), "b_dec": torch.zeros(3)}
+    >>> out, d_out, skip = read_transcoder({"d_out": 3}, w, Path("cfg.json"),
+    ...                                    Path("w.safetensors"), "transcoder", 4, 8)
+    >>> tuple(out["W_enc"].shape), sorted(out), d_out, skip
+    ((8, 4), ['W_dec', 'W_enc', 'b_enc', 'b_pre'], 3, False)
     """
     act, skip = TRANSCODERS[arch]
     if cfg_bool(cfg, "apply_b_dec_to_input", file, False):
@@ -126,6 +135,13 @@ def transcoder_layout(module: SparseAutoencoderModule, sae_arch: str
     ValueError
         The activation has no SAELens transcoder (TopK, Gated), or the module
         normalises its input.
+
+    Examples
+    --------
+    >>> tc = SparseAutoencoderModule(4, 8, "relu", n_outputs=3, skip_connection=True)
+    >>> arch, cfg, weights = transcoder_layout(tc, "standard")
+    >>> arch, cfg["d_out"], sorted(weights)
+    ('skip_transcoder', 3, ['W_skip'])
     """
     names = _BY_SAE.get(sae_arch)
     if names is None:
