@@ -279,11 +279,11 @@ def _check_agreement(config: dict, tensors: dict[str, torch.Tensor], file: Path
         k = _int_or_none(params.get("kernel_size"))
         _disagree(file, "the components' width", comp[1], "kernel_size**2 * channels",
                   None if k is None or _int_or_none(c) is None else k * k * c)
-    elif not transcoder:
-        _disagree(file, "fitted n_features_in_", d, "the components' width", comp[1])
-    else:
+    elif transcoder:
         _disagree(file, "fitted n_outputs_", fitted.get("n_outputs_"),
                   "the components' width", comp[1])
+    elif not (d is None and config["class"] == "SparseCoder"):  # unfitted coder
+        _disagree(file, "fitted n_features_in_", d, "the components' width", comp[1])
     sizes = {"m": m, "d": _int_or_none(d)}
     for name, source in (("n_components", params), ("n_components_", fitted)):
         if source.get(name) is not None:

@@ -93,6 +93,15 @@ def test_classic_estimators_round_trip(tmp_path, est):
             np.testing.assert_array_equal(getattr(back, name), getattr(est, name))
 
 
+def test_an_unfitted_sparse_coder_saves_and_loads(tmp_path):
+    # SparseCoder is stateless: it transforms without fit, so save accepts it
+    # unfitted and load must give it back
+    coder = SparseCoder(RNG.randn(4, 6), transform_algorithm="omp",
+                        transform_n_nonzero_coefs=2, device="cpu")
+    back = load(save(coder, tmp_path / "c"))
+    np.testing.assert_array_equal(back.transform(X), coder.transform(X))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_minibatch_partial_fit_continues_after_save_load(tmp_path, dtype):
     # a saved MiniBatchDictionaryLearning goes on learning exactly as if it had
