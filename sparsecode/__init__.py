@@ -5,7 +5,8 @@ The subpackages, one per family: `solvers` (batched sparse-coding solvers),
 `dictionary` (the scikit-learn drop-ins), `nn` and `sae` (sparse
 autoencoders), `words` (sparse word vectors), `metrics`, `inspection`,
 `data` (offline loaders and generators), `papers` (reproductions) and `cli`;
-`compare`, `save` and `load` sit on top of them.
+`compare`, `PatchFeatures` (any encoder on image patches, pooled), `save`
+and `load` sit on top of them.
 """
 
 from .comparison import compare
@@ -17,6 +18,7 @@ from .dictionary import (
     dict_learning_online,
     sparse_encode,
 )
+from .features import PatchFeatures
 from .io import load, save
 from .sae import ConvSparseAutoencoder, SparseAutoencoder, Transcoder
 from .words import SPINE, SparseOvercompleteVectors
@@ -27,6 +29,7 @@ __all__ = [
     "ConvSparseAutoencoder",
     "DictionaryLearning",
     "MiniBatchDictionaryLearning",
+    "PatchFeatures",
     "SPINE",
     "SparseAutoencoder",
     "Transcoder",

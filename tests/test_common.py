@@ -18,6 +18,7 @@ from sparsecode import (
     ConvSparseAutoencoder,
     DictionaryLearning,
     MiniBatchDictionaryLearning,
+    PatchFeatures,
     SparseAutoencoder,
     SparseCoder,
     Transcoder,
@@ -54,6 +55,11 @@ ESTIMATORS = [
     # convolutional SAE: rows read as square (or one-row) grey images
     ConvSparseAutoencoder(n_components=3, kernel_size=3, max_iter=3, batch_size=4,
                           random_state=0, device="cpu"),
+    # patch features: a tiny SAE on (1, 2) patches (rows read as one-row images,
+    # the checks' data having non-square widths)
+    PatchFeatures(SparseAutoencoder(6, k=2, max_iter=2, batch_size=16, log_every=2,
+                                    random_state=0, device="cpu"),
+                  patch_size=(1, 2), n_patches=200, random_state=0),
 ]
 
 EXPECTED_FAILED_CHECKS: dict = {}

@@ -19,6 +19,7 @@ ALL = [
     "ConvSparseAutoencoder",
     "DictionaryLearning",
     "MiniBatchDictionaryLearning",
+    "PatchFeatures",
     "SPINE",
     "SparseAutoencoder",
     "Transcoder",

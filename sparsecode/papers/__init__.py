@@ -8,6 +8,7 @@ there. `PAPERS` names them with one line each (``sparsecode reproduce
 """
 
 from . import (
+    chen2017,
     cunningham2023,
     faruqui2015,
     sharkey2022,
@@ -29,7 +30,18 @@ PAPERS = {
     "spine2018": "Subramanian et al. 2018: SPINE sparse interpretable word vectors",
     "trifonov2018": "Trifonov et al. 2018: post-hoc sparse sentence embeddings, "
                     "coherence",
+    "chen2017": "Chen et al. 2017: denoising SAE patch features vs pixels/PCA "
+                "(digits, lfw)",
 }
 
-__all__ = ["PAPERS", "Report", "cunningham2023", "faruqui2015", "sharkey2022",
-           "spine2018", "trifonov2018", "yun2021"]
+__all__ = [
+    "PAPERS",
+    "Report",
+    "chen2017",
+    "cunningham2023",
+    "faruqui2015",
+    "sharkey2022",
+    "spine2018",
+    "trifonov2018",
+    "yun2021",
+]
