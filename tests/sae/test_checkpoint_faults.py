@@ -120,7 +120,7 @@ _IN_FINGERPRINT = {  # a changed value of every parameter that changes training
     "lr_decay": 0.5, "sparsity_warmup": 0.2, "dead_window": 100, "k_aux": 3,
     "aux_coef": 0.1, "normalize_input": False, "b_pre_init": "mean",
     "max_grad_norm": 0.5, "activation_params": {"threshold_lr": 0.02},
-    "random_state": 1,
+    "random_state": 1, "input_noise": 0.1,
     "dtype": "float64", "autocast": "bf16",
 }
 _NOT_IN_FINGERPRINT = {  # what is printed, logged, saved, or where it runs
