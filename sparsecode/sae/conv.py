@@ -17,6 +17,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from .._utils import one_thread
 from ..base import BaseSparseEstimator, DeviceOption
 from ..metrics import fvu
 from ..nn.conv import ConvSparseAutoencoderModule
@@ -205,7 +206,8 @@ class ConvSparseAutoencoder(BaseSparseEstimator):
             self._module = self._build(x, int(seeds[0]))
             self.history_, self.n_iter_ = [], 0
         self._module.to(self._device, dtype=x.dtype)
-        losses = self._steps(x.to(self._module.W_dec.dtype), int(seeds[1]))
+        with one_thread(self._device):
+            losses = self._steps(x.to(self._module.W_dec.dtype), int(seeds[1]))
         start = self.n_iter_
         self.history_ += [{"step": start + i + 1, "loss": float(v)}
                           for i, v in enumerate(losses.tolist())]

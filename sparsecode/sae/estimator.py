@@ -17,6 +17,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._utils import one_thread
 from ..base import BaseSparseEstimator, DeviceOption
 from ..metrics import fvu
 from ..nn import ACTIVATIONS, SparseAutoencoderModule
@@ -347,7 +348,8 @@ class SparseAutoencoder(BaseSparseEstimator):
         config = train_config(self, source, scale, partial=partial)
         if partial:
             config.max_passes = state.pass_index + 1
-        fit_loop(state, source, config, self._callback(), comm)
+        with one_thread(self._device):  # small steps: no thread barriers
+            fit_loop(state, source, config, self._callback(), comm)
         self._finish(state, scale)
         return self
 
@@ -366,8 +368,7 @@ class SparseAutoencoder(BaseSparseEstimator):
                  for lo in range(0, Xt.shape[0], _TRANSFORM_ROWS)]
         return torch.cat(parts).to(Xt.dtype)
 
-    def _transform_tensor(self, X: torch.Tensor) -> torch.Tensor:
-        return self._encode(X)  # batchtopk: its learned threshold
+    _transform_tensor = _encode  # batchtopk: its learned threshold
 
     def _inverse_transform_tensor(self, codes: torch.Tensor) -> torch.Tensor:
         model = self.module_
@@ -390,8 +391,7 @@ class SparseAutoencoder(BaseSparseEstimator):
 
     @torch.no_grad()
     def _reconstruct(self, Xt: torch.Tensor) -> torch.Tensor:
-        """``module_(X)``: the reconstruction (a transcoder's prediction) of
-        raw inputs, input normalisation undone."""
+        """``module_(X)`` (a transcoder's prediction), normalisation undone."""
         model = self.module_.eval()
         dtype = model.W_dec.dtype
         return torch.cat([model(Xt[lo:lo + _TRANSFORM_ROWS].to(dtype))
