@@ -20,7 +20,12 @@ from .dictionary import (
 )
 from .features import PatchFeatures
 from .io import load, save
-from .sae import ConvSparseAutoencoder, SparseAutoencoder, Transcoder
+from .sae import (
+    ConvSparseAutoencoder,
+    SparseAutoencoder,
+    Transcoder,
+    UnmixingAutoencoder,
+)
 from .words import SPINE, SparseOvercompleteVectors
 
 __version__ = "0.1.0"
@@ -33,6 +38,7 @@ __all__ = [
     "SPINE",
     "SparseAutoencoder",
     "Transcoder",
+    "UnmixingAutoencoder",
     "SparseCoder",
     "SparseOvercompleteVectors",
     "__version__",

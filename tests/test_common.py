@@ -22,6 +22,7 @@ from sparsecode import (
     SparseAutoencoder,
     SparseCoder,
     Transcoder,
+    UnmixingAutoencoder,
 )
 from sparsecode.nn import ACTIVATIONS
 from sparsecode.words import SPINE, SparseOvercompleteVectors
@@ -60,6 +61,8 @@ ESTIMATORS = [
     PatchFeatures(SparseAutoencoder(6, k=2, max_iter=2, batch_size=16, log_every=2,
                                     random_state=0, device="cpu"),
                   patch_size=(1, 2), n_patches=200, random_state=0),
+    UnmixingAutoencoder(3, max_iter=2, batch_size=16, log_every=2, random_state=0,
+                        device="cpu"),
 ]
 
 EXPECTED_FAILED_CHECKS: dict = {}

@@ -23,6 +23,7 @@ ALL = [
     "SPINE",
     "SparseAutoencoder",
     "Transcoder",
+    "UnmixingAutoencoder",
     "SparseCoder",
     "SparseOvercompleteVectors",
     "__version__",

@@ -4,6 +4,7 @@
   `fvu_per_sample_mean` (the per-token "legacy" ratio), `l0`,
   `feature_density`, `dead_fraction`, `dense_fraction`;
 * `recovery` -- `mmcs` and `hungarian_mcc` against known true features;
+* `unmixing` -- `spectral_angle`, `match_endmembers`, `abundance_rmse`;
 * `words` -- `word_similarity`, `analogy_accuracy`, `word_intrusion`,
   `sparsity`, `text_classification_accuracy`.
 
@@ -29,6 +30,7 @@ from .reconstruction import (
     l0,
 )
 from .recovery import hungarian_mcc, mmcs
+from .unmixing import abundance_rmse, match_endmembers, spectral_angle
 from .words import (
     analogy_accuracy,
     sparsity,
@@ -38,6 +40,7 @@ from .words import (
 )
 
 __all__ = [
+    "abundance_rmse",
     "analogy_accuracy",
     "dead_fraction",
     "dense_fraction",
@@ -47,8 +50,10 @@ __all__ = [
     "fvu_per_sample_mean",
     "hungarian_mcc",
     "l0",
+    "match_endmembers",
     "mmcs",
     "sparsity",
+    "spectral_angle",
     "text_classification_accuracy",
     "word_intrusion",
     "word_similarity",

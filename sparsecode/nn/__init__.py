@@ -33,6 +33,7 @@ from .jumprelu import JumpReLU
 from .losses import LOSS_TERMS, register_loss_term, sae_losses
 from .modules import SparseAutoencoderModule
 from .output import TrainOutput
+from .simplex import Simplex
 from .variants import (
     ACTIVATIONS,
     Activation,
@@ -55,6 +56,7 @@ __all__ = [
     "JumpReLU",
     "Matryoshka",
     "ReLU",
+    "Simplex",
     "SparseAutoencoderModule",
     "TopK",
     "TrainOutput",

@@ -19,6 +19,7 @@ matryoshka ``sum_p ||x - x_hat_p||^2`` over the proper prefixes p    1
 gated_l1   ``sum_j ReLU(pi_gate_j) ||W_dec_j||``                  alpha
 gated_aux  ``||x - (ReLU(pi_gate) @ W_dec + b_pre)||^2`` with a   1
            frozen decoder
+sad        spectral angle ``angle(x, x_hat)`` in radians          alpha
 ========== ===================================================== ============
 
 An activation lists the terms it trains with in ``loss_terms``;
@@ -175,6 +176,18 @@ def gated_aux(out: TrainOutput, x: torch.Tensor, model) -> torch.Tensor:
     return _sq_err(x, gate @ W.to(gate.dtype) + b)
 
 
+def sad(out: TrainOutput, x: torch.Tensor, model) -> torch.Tensor:
+    """Mean spectral angle between ``x`` and ``x_hat`` (radians, in [0, pi]).
+
+    ``2 atan2(||u - v||, ||u + v||)`` of the unit rows ``u``, ``v``: accurate
+    (and with finite gradients) near 0, where ``arccos`` of the cosine is not.
+    A zero row counts as the angle pi/2.
+    """
+    xs = [t if t.dtype == torch.float64 else t.float() for t in (x, out.x_hat)]
+    u, v = (t / row_norms(t).clamp_min(1e-30).unsqueeze(1) for t in xs)
+    return (2 * torch.atan2(row_norms(u - v), row_norms(u + v))).mean().float()
+
+
 LOSS_TERMS: dict[str, tuple[Callable, str]] = {
     "mse": (mse, "one"),
     "l1": (l1, "alpha"),
@@ -183,6 +196,7 @@ LOSS_TERMS: dict[str, tuple[Callable, str]] = {
     "matryoshka": (matryoshka, "one"),
     "gated_l1": (gated_l1, "alpha"),
     "gated_aux": (gated_aux, "one"),
+    "sad": (sad, "alpha"),
 }
 
 

@@ -17,7 +17,8 @@ readers read it from here:
   component parallel to each row is removed before each step);
 * ``sparse_k`` -- a fixed number of active latents per row, which lets the
   module decode sparsely (TopK);
-* ``uses_encoder_bias`` -- whether the module adds its encoder bias.
+* ``uses_encoder_bias`` -- whether the module adds its encoder bias;
+* ``project_`` -- a constraint applied to the module after each step.
 
 An activation whose codes and gradients vanish outside a ``support`` (a mask
 of the pre-activations) also defines ``sparse_codes`` on the flat support
@@ -141,6 +142,10 @@ class Activation(nn.Module):
     @torch.no_grad()
     def fold_scale_(self, scale: float) -> None:
         """Adapt to codes divided by ``scale`` (input normalisation folding)."""
+
+    @torch.no_grad()
+    def project_(self, model: nn.Module) -> None:
+        """Constraint on ``model`` after each optimiser step (none here)."""
 
     def support(self, pre_BM: torch.Tensor) -> torch.Tensor | None:
         """Mask of the entries where codes or any gradient can be nonzero.

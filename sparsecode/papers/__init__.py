@@ -10,6 +10,7 @@ there. `PAPERS` names them with one line each (``sparsecode reproduce
 from . import (
     chen2017,
     cunningham2023,
+    endnet,
     faruqui2015,
     sharkey2022,
     spine2018,
@@ -32,6 +33,8 @@ PAPERS = {
                     "coherence",
     "chen2017": "Chen et al. 2017: denoising SAE patch features vs pixels/PCA "
                 "(digits, lfw)",
+    "endnet": "Ozkan et al. 2017 (EndNet): hyperspectral unmixing of real "
+              "reflectance spectra",
 }
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "Report",
     "chen2017",
     "cunningham2023",
+    "endnet",
     "faruqui2015",
     "sharkey2022",
     "spine2018",

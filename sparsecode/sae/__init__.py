@@ -3,6 +3,7 @@
 * `estimator` -- `SparseAutoencoder`, the scikit-learn estimator;
 * `transcoder` -- `Transcoder`: codes of X trained to reconstruct Y;
 * `conv` -- `ConvSparseAutoencoder`: convolutional code maps of images;
+* `unmixing` -- `UnmixingAutoencoder`: endmembers and sum-to-one abundances;
 * `config`, `state`, `training` -- `TrainConfig`, `TrainState` and the one
   training loop `fit_loop` (Adam, schedules, AuxK, clipping, checkpoints);
 * `sources` -- batches from arrays, tensors, memmaps and iterables;
@@ -29,6 +30,7 @@ from .sources import IterableBatches, MemmapBatches, TensorBatches, make_source
 from .state import TrainState
 from .training import clip_gradients, fit_loop, lr_factor, sparsity_factor
 from .transcoder import Transcoder
+from .unmixing import UnmixingAutoencoder, extreme_pixels
 
 __all__ = [
     "ConvSparseAutoencoder",
@@ -39,7 +41,9 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "Transcoder",
+    "UnmixingAutoencoder",
     "clip_gradients",
+    "extreme_pixels",
     "fit_loop",
     "load_saelens",
     "load_sparsify",

@@ -102,6 +102,7 @@ def _train_step(state: TrainState, batch: torch.Tensor, config: TrainConfig,
     opt.step()
     if model.activation.unit_norm_decoder:
         model.normalize_decoder_()
+    model.activation.project_(model)
     _track(state, out, target, y, terms, loss, (active, fired, center, n))
 
 

@@ -6,5 +6,7 @@ this package."""
 
 from .atoms import plot_atoms, plot_spectra
 from .frontier import plot_density_histograms, plot_frontier
+from .unmixing import plot_unmixing
 
-__all__ = ["plot_atoms", "plot_density_histograms", "plot_frontier", "plot_spectra"]
+__all__ = ["plot_atoms", "plot_density_histograms", "plot_frontier", "plot_spectra",
+           "plot_unmixing"]
