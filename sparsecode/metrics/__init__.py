@@ -5,6 +5,8 @@
   `feature_density`, `dead_fraction`, `dense_fraction`;
 * `recovery` -- `mmcs` and `hungarian_mcc` against known true features;
 * `unmixing` -- `spectral_angle`, `match_endmembers`, `abundance_rmse`;
+* `detection` -- `match_detections`, `detection_scores`, `find_peaks`,
+  `threshold_sweep` (detected centres against known ones);
 * `words` -- `word_similarity`, `analogy_accuracy`, `word_intrusion`,
   `sparsity`, `text_classification_accuracy`.
 
@@ -20,6 +22,7 @@ Examples
 (0.0, 1.5)
 """
 
+from .detection import detection_scores, find_peaks, match_detections, threshold_sweep
 from .reconstruction import (
     dead_fraction,
     dense_fraction,
@@ -44,17 +47,21 @@ __all__ = [
     "analogy_accuracy",
     "dead_fraction",
     "dense_fraction",
+    "detection_scores",
     "explained_variance",
     "feature_density",
+    "find_peaks",
     "fvu",
     "fvu_per_sample_mean",
     "hungarian_mcc",
     "l0",
+    "match_detections",
     "match_endmembers",
     "mmcs",
     "sparsity",
     "spectral_angle",
     "text_classification_accuracy",
+    "threshold_sweep",
     "word_intrusion",
     "word_similarity",
 ]

@@ -12,6 +12,7 @@ from . import (
     cunningham2023,
     endnet,
     faruqui2015,
+    nucleus,
     sharkey2022,
     spine2018,
     trifonov2018,
@@ -35,6 +36,8 @@ PAPERS = {
                 "(digits, lfw)",
     "endnet": "Ozkan et al. 2017 (EndNet): hyperspectral unmixing of real "
               "reflectance spectra",
+    "nucleus": "Hou et al. 2017: nucleus detection with a convolutional sparse "
+               "autoencoder",
 }
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "cunningham2023",
     "endnet",
     "faruqui2015",
+    "nucleus",
     "sharkey2022",
     "spine2018",
     "trifonov2018",

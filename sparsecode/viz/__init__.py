@@ -1,12 +1,19 @@
-"""Figures of arrays: atom grids, spectra, FVU-L0 frontiers, density histograms
-(``[viz]``).
+"""Figures of arrays (``[viz]``): atom grids and spectra, FVU-L0 frontiers,
+density histograms, unmixing results, detections.
 
 Plots take plain arrays and rows and import nothing of sparsecode outside
 this package."""
 
 from .atoms import plot_atoms, plot_spectra
+from .detections import plot_detections
 from .frontier import plot_density_histograms, plot_frontier
 from .unmixing import plot_unmixing
 
-__all__ = ["plot_atoms", "plot_density_histograms", "plot_frontier", "plot_spectra",
-           "plot_unmixing"]
+__all__ = [
+    "plot_atoms",
+    "plot_density_histograms",
+    "plot_detections",
+    "plot_frontier",
+    "plot_spectra",
+    "plot_unmixing",
+]
