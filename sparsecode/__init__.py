@@ -18,7 +18,7 @@ from .dictionary import (
     dict_learning_online,
     sparse_encode,
 )
-from .features import PatchFeatures
+from .features import PatchFeatures, VolumePatchFeatures
 from .io import load, save
 from .sae import (
     ConvSparseAutoencoder,
@@ -39,6 +39,7 @@ __all__ = [
     "SparseAutoencoder",
     "Transcoder",
     "UnmixingAutoencoder",
+    "VolumePatchFeatures",
     "SparseCoder",
     "SparseOvercompleteVectors",
     "__version__",

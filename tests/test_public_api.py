@@ -24,6 +24,7 @@ ALL = [
     "SparseAutoencoder",
     "Transcoder",
     "UnmixingAutoencoder",
+    "VolumePatchFeatures",
     "SparseCoder",
     "SparseOvercompleteVectors",
     "__version__",

@@ -16,11 +16,13 @@ from os import PathLike
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage as ndi
 
 from ._packages import package_dir, require
 
-__all__ = ["MNI152_KINDS", "load_mni152", "make_cohort", "mni152_path", "read_volume"]
+__all__ = ["MNI152_KINDS", "brain_mask", "load_mni152", "make_cohort", "mni152_path",
+           "read_volume", "volume_patches"]
 
 #: Maps `load_mni152` offers: T1 intensity, grey and white matter probability.
 MNI152_KINDS = ("t1", "gm", "wm")
@@ -280,3 +282,59 @@ def make_cohort(n_subjects: int, *, atrophy: float = 2.0, resolution: int = 4,
             vol = np.clip(vol * gain + eps, 0, 1)
         out[i] = vol
     return out, y
+
+
+def brain_mask(resolution: int, *, dilate: int = 1) -> np.ndarray:
+    """Boolean brain mask of the MNI152 template at ``resolution`` mm:
+    ``fill_holes(gm + wm > 0.5)`` grown by ``dilate`` voxels (to keep the
+    cortical border, where thinning shows)."""
+    gm, _ = load_mni152(resolution, "gm")
+    wm, _ = load_mni152(resolution, "wm")
+    mask = ndi.binary_fill_holes(gm + wm > 0.5)
+    return ndi.binary_dilation(mask, iterations=dilate) if dilate else mask
+
+
+def volume_patches(volumes: np.ndarray, patch_size: int, mask: np.ndarray
+                   ) -> np.ndarray:
+    """The ``patch_size``-cube around every ``mask`` voxel of each volume.
+
+    Parameters
+    ----------
+    volumes : ndarray of shape (n, d, h, w)
+    patch_size : int
+        Odd edge of the cubic patch (voxels).
+    mask : ndarray of bool, shape (d, h, w)
+        Patch centres.
+
+    Returns
+    -------
+    ndarray of shape (n, mask.sum(), patch_size ** 3)
+        A strided ``sliding_window_view`` of the edge-padded volumes, gathered
+        at the mask (no Python loop over patches).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecode.data.mri import volume_patches
+    >>> vols = np.arange(2 * 4 * 4 * 4, dtype=float).reshape(2, 4, 4, 4)
+    >>> mask = np.zeros((4, 4, 4), bool); mask[1, 2, 3] = True
+    >>> P = volume_patches(vols, 3, mask)
+    >>> P.shape, bool(P[0, 0, 13] == vols[0, 1, 2, 3])
+    ((2, 1, 27), True)
+    """
+    vols = np.asarray(volumes)
+    if vols.ndim != 4 or vols.dtype.kind not in "biuf":
+        raise ValueError("volumes must be a numeric array of shape (n, d, h, w), "
+                         f"got shape {vols.shape} and dtype {vols.dtype}.")
+    if isinstance(patch_size, bool) or not isinstance(patch_size, Integral) \
+            or patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be an odd positive int, got {patch_size!r}.")
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != vols.shape[1:]:
+        raise ValueError(f"mask must be a boolean array of shape {vols.shape[1:]}, "
+                         f"got {mask.dtype} {mask.shape}.")
+    patch_size = int(patch_size)
+    r = patch_size // 2
+    padded = np.pad(vols, [(0, 0)] + [(r, r)] * 3, mode="edge")
+    view = sliding_window_view(padded, (patch_size,) * 3, axis=(1, 2, 3))
+    return view[:, mask].reshape(len(vols), int(mask.sum()), patch_size ** 3)

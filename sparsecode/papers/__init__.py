@@ -12,6 +12,7 @@ from . import (
     cunningham2023,
     endnet,
     faruqui2015,
+    mri,
     nucleus,
     sharkey2022,
     spine2018,
@@ -36,6 +37,8 @@ PAPERS = {
                 "(digits, lfw)",
     "endnet": "Ozkan et al. 2017 (EndNet): hyperspectral unmixing of real "
               "reflectance spectra",
+    "mri": "2017 AD-MRI line: SAE patch features vs atrophy size, synthetic "
+           "cohort on MNI152",
     "nucleus": "Hou et al. 2017: nucleus detection with a convolutional sparse "
                "autoencoder",
 }
@@ -47,6 +50,7 @@ __all__ = [
     "cunningham2023",
     "endnet",
     "faruqui2015",
+    "mri",
     "nucleus",
     "sharkey2022",
     "spine2018",

@@ -24,8 +24,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .sae import SparseAutoencoder
-from .sae.conv import image_shape_of
+from ..sae import SparseAutoencoder
+from ..sae.conv import image_shape_of
 
 __all__ = ["PatchFeatures"]
 
