@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     report = module.run(quick=args.quick, device=args.device, out_dir=out,
                         random_state=args.seed)
+    report.write(out)  # (the module wrote it too: the same files, atomically)
     print(report.to_markdown())
     print(f"{args.name}: {time.perf_counter() - t0:.0f} s; report in "
           f"{out / 'report.md'}")

@@ -28,7 +28,7 @@ from ..data.histology import make_histology
 from ..data.image_files import load_image
 from ..metrics.detection import detection_scores, find_peaks, threshold_sweep
 from ..sae.conv import ConvSparseAutoencoder
-from ._report import Report
+from ._report import Report, finish
 
 __all__ = ["run"]
 
@@ -211,7 +211,8 @@ def run(quick: bool = False, device: str = "auto",
     device : str, default="auto"
         Device of the SAE.
     out_dir : str or PathLike, optional
-        Where the detection figures are written (none when None).
+        Where ``report.md``, ``report.json`` and the detection figures are
+        written (nothing when None).
     random_state : int, default=0
         Seeds the SAE and the generated images.
 
@@ -228,6 +229,7 @@ def run(quick: bool = False, device: str = "auto",
     rows = [ours, blob, _smoothed_peaks(data)]
     figures = ([] if out_dir is None
                else _figures(out_dir, sae, rows, data, blob_scale))
-    return Report(
+    return finish(Report(
         title="Hou et al. 2017: nucleus detection with a conv. sparse autoencoder",
-        table=rows, paper=PAPER, notes=_notes(rows, cfg, radius), figures=figures)
+        table=rows, paper=PAPER, notes=_notes(rows, cfg, radius), figures=figures),
+        out_dir)
