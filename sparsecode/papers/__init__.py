@@ -10,6 +10,7 @@ there. `PAPERS` names them with one line each (``sparsecode reproduce
 from . import (
     chen2017,
     cunningham2023,
+    denoising,
     endnet,
     faruqui2015,
     mri,
@@ -33,6 +34,8 @@ PAPERS = {
     "spine2018": "Subramanian et al. 2018: SPINE sparse interpretable word vectors",
     "trifonov2018": "Trifonov et al. 2018: post-hoc sparse sentence embeddings, "
                     "coherence",
+    "denoising": "Elad & Aharon 2006 recipe: patch-dictionary denoising vs "
+                 "scikit-learn (camera, astronaut)",
     "chen2017": "Chen et al. 2017: denoising SAE patch features vs pixels/PCA "
                 "(digits, lfw)",
     "endnet": "Ozkan et al. 2017 (EndNet): hyperspectral unmixing of real "
@@ -48,6 +51,7 @@ __all__ = [
     "Report",
     "chen2017",
     "cunningham2023",
+    "denoising",
     "endnet",
     "faruqui2015",
     "mri",
