@@ -20,7 +20,6 @@ the same classifier on the raw (2x block-averaged) voxels, and on their PCA.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from time import perf_counter
@@ -179,22 +178,6 @@ def _override(cfg: dict, n_subjects, atrophy) -> dict:
     return cfg
 
 
-@contextmanager
-def _one_cpu_thread(device: str):
-    """One torch thread while the SAEs train on the CPU (their matrices are
-    tiny; OpenMP workers only spin, badly so on a shared machine)."""
-    import torch
-
-    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    before = torch.get_num_threads()
-    if cpu:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(quick: bool = False, device: str = "auto",
         out_dir: str | os.PathLike | None = None, random_state: int = 0, *,
         n_subjects: int | None = None, atrophy=None) -> Report:
@@ -224,8 +207,7 @@ def run(quick: bool = False, device: str = "auto",
     """
     cfg = _override(_config(quick), n_subjects, atrophy)
     mask = brain_mask(cfg["resolution"])
-    with _one_cpu_thread(device):
-        rows = _cv_rows(cfg, device, random_state, mask)
+    rows = _cv_rows(cfg, device, random_state, mask)
     figures = [] if out_dir is None else _figures(cfg, random_state, out_dir)
     return finish(Report(
         title="SAE patch features for atrophy detection (2017 AD-MRI line): "
