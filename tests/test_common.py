@@ -23,6 +23,7 @@ from sparsecode import (
     SparseCoder,
     Transcoder,
     UnmixingAutoencoder,
+    VolumePatchFeatures,
 )
 from sparsecode.nn import ACTIVATIONS
 from sparsecode.words import SPINE, SparseOvercompleteVectors
@@ -63,6 +64,8 @@ ESTIMATORS = [
                   patch_size=(1, 2), n_patches=200, random_state=0),
     UnmixingAutoencoder(3, max_iter=2, batch_size=16, log_every=2, random_state=0,
                         device="cpu"),
+    # rows are volumes of shape (1, 1, n_features) without a mask
+    VolumePatchFeatures(n_components=6, k=2, n_blocks=2, max_iter=2, device="cpu"),
 ]
 
 EXPECTED_FAILED_CHECKS: dict = {}

@@ -132,3 +132,17 @@ def test_pooled_codes_reject_bad_parameters(cohort):
                               device="cpu").fit(X)
     with pytest.raises(ValueError, match="mask"):  # volumes of another grid
         fitted.transform(X[:, :-1])
+
+
+def test_volume_features_read_flattened_rows_like_volumes():
+    X, _ = make_cohort(4, resolution=8, random_state=0)
+    mask = brain_mask(8)
+    kw = dict(n_components=8, k=2, n_blocks=2, max_iter=1, device="cpu")
+    vols = VolumePatchFeatures(mask, **kw).fit(X)
+    rows = VolumePatchFeatures(mask, **kw).fit(X.reshape(len(X), -1))
+    np.testing.assert_array_equal(rows.transform(X.reshape(len(X), -1)),
+                                  vols.transform(X))
+    with pytest.raises(ValueError, match="voxels"):
+        VolumePatchFeatures(mask, **kw).fit(X.reshape(len(X), -1)[:, :-1])
+    with pytest.raises(ValueError, match="fitted on"):
+        vols.transform(X[:, 1:])
