@@ -24,6 +24,7 @@ from .sae import SparseAutoencoder
 from .viz import plot_density_histograms, plot_frontier
 
 __all__ = [
+    "DEFAULT_FAMILIES",
     "FAMILIES",
     "CompareResult",
     "Family",
@@ -146,6 +147,8 @@ def sae_family(activation: str) -> Family:
                   _transform_encode, _components, "alpha x default")
 
 
+#: what `compare` and ``sparsecode compare`` fit when no family is named
+DEFAULT_FAMILIES = ("dl_lasso", "dl_omp", "sae_topk", "sae_relu", "pca")
 FAMILIES: dict[str, Family] = {
     "dl_lasso": Family("dl_lasso", (0.3, 1.0, 3.0), _make_dl_lasso,
                        _transform_encode, _components, "alpha"),
@@ -296,7 +299,7 @@ def evaluate(family: Family, est, X_test, true_features) -> dict:
 
 def compare(
     X: Any,
-    estimators: Sequence[str] = ("dl_lasso", "dl_omp", "sae_topk", "sae_relu", "pca"),
+    estimators: Sequence[str] = DEFAULT_FAMILIES,
     sparsities: dict[str, Sequence] | None = None,
     *,
     n_components: int | None = None,

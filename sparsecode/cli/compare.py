@@ -15,7 +15,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--data", default="toy",
                    help="toy, patches, glove, minilm or PATH.npy (default: toy)")
     c.add_argument("--estimators", default="",
-                   help="comma-separated families (default: all)")
+                   help="comma-separated families of sparsecode.comparison.FAMILIES "
+                        "(default: dl_lasso,dl_omp,sae_topk,sae_relu,pca)")
     c.add_argument("--n-components", type=int, default=None)
     c.add_argument("--out", default="out/compare")
     c.add_argument("--quick", action="store_true")
@@ -62,10 +63,11 @@ def _minilm_layer3(n_tokens: int) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> None:
     """Run ``sparsecode compare`` with parsed arguments."""
-    from ..comparison import FAMILIES, compare
+    from ..comparison import DEFAULT_FAMILIES, compare
 
     X, truth, center = load_compare_data(args.data, args.quick)
-    families = args.estimators.split(",") if args.estimators else list(FAMILIES)
+    families = (args.estimators.split(",") if args.estimators
+                else list(DEFAULT_FAMILIES))
     compare(X, families, true_features=truth, center=center, device=args.device,
             out_dir=args.out, n_components=args.n_components)
     print(f"report: {args.out}/report.md")
