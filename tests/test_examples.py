@@ -24,8 +24,9 @@ def _values(out: str, label: str) -> dict[str, float]:
 
 def test_every_example_is_a_gallery_script_that_is_tested():
     names = sorted(p.name for p in EXAMPLES.glob("plot_*.py"))
-    tested = {"plot_denoising.py", "plot_sae_vs_dictionary.py",
-              "plot_toy_superposition.py", "plot_word_vectors.py"}
+    tested = {"plot_denoising.py", "plot_sae_activations.py",
+              "plot_sae_vs_dictionary.py", "plot_toy_superposition.py",
+              "plot_word_vectors.py"}
     assert set(names) == tested
     for name in names:  # sphinx-gallery: a docstring title underlined with "="
         text = (EXAMPLES / name).read_text()
@@ -55,3 +56,11 @@ def test_sparse_word_vectors_keep_similarity(tmp_path):
     zeros = float(re.search(r"zeros in the sparse vectors: ([\d.]+)%", out)[1])
     ws = _values(out, "WS-353 Spearman")
     assert zeros > 85 and ws["sparse"] > ws["dense"] - 0.05
+
+
+def test_sae_on_minilm_activations_reconstructs_held_out_tokens(tmp_path):
+    out = _run("plot_sae_activations.py", tmp_path)
+    assert "6000 tokens of width 384" in out
+    held = _values(out, "held-out")
+    assert held["L0"] == 16.0  # TopK: exactly k active latents per token
+    assert held["FVU"] < 0.7  # far better than the mean (FVU 1)
