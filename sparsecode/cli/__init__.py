@@ -16,14 +16,15 @@ from collections.abc import Sequence
 
 from . import compare, demo, model, reproduce, store
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 #: errors that mean the user asked for something that cannot be done
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
                IsADirectoryError, PermissionError, ImportError)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sparsecode`` argument parser with every subcommand."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(prog="sparsecode", description=__doc__,
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     >>> main(["reproduce", "nope"])
     2
     """
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     runners = {"demo": demo.run, "compare": compare.run, "extract": store.run_extract,
                "fit": store.run_fit, "transform": model.run_transform,
                "evaluate": model.run_evaluate, "reproduce": reproduce.run}

@@ -6,21 +6,27 @@ import argparse
 
 import numpy as np
 
+from .options import FORMAT, positive_int
+
 __all__ = ["add_command", "load_compare_data", "run"]
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register the ``compare`` subcommand."""
-    c = sub.add_parser("compare", help="SAEs vs dictionary learning vs PCA/ICA")
+    c = sub.add_parser("compare", help="SAEs vs dictionary learning vs PCA/ICA",
+                       formatter_class=FORMAT)
     c.add_argument("--data", default="toy",
                    help="toy, patches, glove, minilm or PATH.npy (default: toy)")
     c.add_argument("--estimators", default="",
                    help="comma-separated families of sparsecode.comparison.FAMILIES "
                         "(default: dl_lasso,dl_omp,sae_topk,sae_relu,pca)")
-    c.add_argument("--n-components", type=int, default=None)
-    c.add_argument("--out", default="out/compare")
-    c.add_argument("--quick", action="store_true")
-    c.add_argument("--device", default="auto")
+    c.add_argument("--n-components", type=positive_int, default=None,
+                   help="latents of every family (default: each family's own)")
+    c.add_argument("--out", default="out/compare",
+                   help="folder for report.md and the figures")
+    c.add_argument("--quick", action="store_true",
+                   help="4,000 samples instead of 20,000")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
 def load_compare_data(name: str, quick: bool = False):

@@ -12,18 +12,23 @@ from ..data.images import load_china_patches
 from ..dictionary import MiniBatchDictionaryLearning, sparse_encode
 from ..metrics import fvu, l0
 from ..viz import plot_atoms
+from .options import FORMAT, positive_float, positive_int
 
 __all__ = ["add_command", "demo", "run"]
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register the ``demo`` subcommand."""
-    p = sub.add_parser("demo", help="dictionary learning on china.jpg patches")
-    p.add_argument("--out", default="out", help="output folder (default: out)")
-    p.add_argument("--n-patches", type=int, default=20_000)
-    p.add_argument("--n-components", type=int, default=128)
-    p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser("demo", help="dictionary learning on china.jpg patches",
+                       formatter_class=FORMAT)
+    p.add_argument("--out", default="out", help="output folder")
+    p.add_argument("--n-patches", type=positive_int, default=20_000,
+                   help="training patches (2,000 more are held out)")
+    p.add_argument("--n-components", type=positive_int, default=128,
+                   help="dictionary atoms")
+    p.add_argument("--alpha", type=positive_float, default=1.0,
+                   help="lasso penalty of fit and held-out coding")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
 def run(args: argparse.Namespace) -> None:

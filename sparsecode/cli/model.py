@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 
 from .arrays import read_array, write_codes
+from .options import FORMAT
 
 __all__ = ["add_commands", "evaluate", "run_evaluate", "run_transform"]
 
@@ -21,7 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the ``transform`` and ``evaluate`` subcommands."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = FORMAT
     t = sub.add_parser("transform", help="encode data with a saved model",
                        formatter_class=fmt)
     _common(t)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..papers import PAPERS
+from .options import FORMAT
 
 __all__ = ["add_command", "run"]
 
@@ -19,7 +20,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         description="Run a reproduction of sparsecode.papers, print its table "
                     "beside the paper's and write report.md, report.json and "
                     "its figures.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=FORMAT)
     p.add_argument("name", nargs="?", help="the reproduction (see --list)")
     p.add_argument("--list", action="store_true",
                    help="name every reproduction with one line, then exit")

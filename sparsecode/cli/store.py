@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from ..nn import ACTIVATIONS
+from .options import FORMAT, positive_float, positive_int
 
 __all__ = ["add_commands", "run_extract", "run_fit"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the ``extract`` and ``fit`` subcommands."""
-    e = sub.add_parser("extract", help="hook a transformer, store its activations")
+    e = sub.add_parser("extract", help="hook a transformer, store its activations",
+                       formatter_class=FORMAT)
     e.add_argument("--model", default="minilm",
                    help="'minilm' (bundled) or a local Hugging Face model folder")
     e.add_argument("--modules", default=None,
@@ -28,22 +30,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--texts", default=None,
                    help="UTF-8 file with one text per line (default: bundled corpus)")
     e.add_argument("--out", required=True, help="activation store folder")
-    e.add_argument("--max-tokens", type=int, default=None)
-    e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--max-length", type=int, default=128)
-    e.add_argument("--device", default="cpu")
-    f = sub.add_parser("fit", help="train a SAE or dictionary on an activation store")
-    f.add_argument("--store", required=True)
+    e.add_argument("--max-tokens", type=positive_int, default=None,
+                   help="stop after this many tokens (default: every text)")
+    e.add_argument("--batch-size", type=positive_int, default=32,
+                   help="texts per forward pass")
+    e.add_argument("--max-length", type=positive_int, default=128,
+                   help="tokens per window (longer texts are split)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    f = sub.add_parser("fit", help="train a SAE or dictionary on an activation store",
+                       formatter_class=FORMAT)
+    f.add_argument("--store", required=True, help="activation store folder")
     f.add_argument("--module", default=None, help="stored module (default: first)")
     f.add_argument("--estimator", default="topk",
                    help=f"an SAE variant ({', '.join(ACTIVATIONS)}) or dl")
-    f.add_argument("--n-components", type=int, default=None)
-    f.add_argument("--k", type=int, default=32)
-    f.add_argument("--alpha", type=float, default=None)
-    f.add_argument("--max-iter", type=int, default=5)
-    f.add_argument("--batch-size", type=int, default=1024)
+    f.add_argument("--n-components", type=positive_int, default=None,
+                   help="latents / atoms (default: 8x the activation width)")
+    f.add_argument("--k", type=positive_int, default=32,
+                   help="active latents per token (TopK-style variants)")
+    f.add_argument("--alpha", type=positive_float, default=None,
+                   help="sparsity penalty (default: the variant's own; 1.0 for dl)")
+    f.add_argument("--max-iter", type=positive_int, default=5,
+                   help="passes over the training tokens")
+    f.add_argument("--batch-size", type=positive_int, default=1024,
+                   help="tokens per step")
     f.add_argument("--out", required=True, help="folder for the saved model")
-    f.add_argument("--device", default="auto")
+    f.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
 def _extract_modules(args: argparse.Namespace, model) -> list[str]:
