@@ -108,7 +108,8 @@ def _estimator(args: argparse.Namespace, n_features: int):
 
         return MiniBatchDictionaryLearning(
             n, alpha=args.alpha or 1.0, batch_size=args.batch_size,
-            transform_algorithm="lasso_lars", device=args.device, random_state=0)
+            max_iter=args.max_iter, transform_algorithm="lasso_lars",
+            device=args.device, random_state=0, verbose=True)
     from ..sae import SparseAutoencoder
 
     return SparseAutoencoder(n, activation=args.estimator, k=args.k,

@@ -36,6 +36,13 @@ def test_extract_then_fit_round_trip(tmp_path, capsys):
     assert ((codes != 0).sum(1) <= 8).all()
     assert np.isclose(fvu(held, np.asarray(est.inverse_transform(codes))), reported,
                       atol=1e-3)
+    # the dictionary estimator obeys --max-iter too, and says what it does
+    dl_dir = tmp_path / "dl"
+    assert main(["fit", "--store", str(store_dir), "--estimator", "dl",
+                 "--n-components", "32", "--max-iter", "1", "--batch-size", "64",
+                 "--out", str(dl_dir), "--device", "cpu"]) == 0
+    dl = load(dl_dir)
+    assert dl.max_iter == 1 and dl.n_iter_ <= 1 and capsys.readouterr().out
 
 
 def _texts_file(tmp_path):
