@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-_HINT = "install the extra with `pip install sparsecode[transformers]`"
+from ._packages import install_hint
+
+_HINT = install_hint("transformers")
 
 
 def minilm_path() -> Path:

@@ -7,7 +7,13 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-__all__ = ["gensim_test_file", "package_dir", "require"]
+__all__ = ["gensim_test_file", "install_hint", "package_dir", "require"]
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra, from PyPI or from a checkout."""
+    return (f"pip install 'sparsecode[{extra}]' (from a checkout of the repository: "
+            f"pip install -e '.[{extra}]')")
 
 
 def require(module: str, extra: str) -> Any:
@@ -15,7 +21,7 @@ def require(module: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"{module} is required here: pip install sparsecode[{extra}]"
+            f"{module} is required here: {install_hint(extra)}"
         ) from exc
 
 
@@ -23,7 +29,7 @@ def package_dir(package: str, extra: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            f"the {package} package is required here: pip install sparsecode[{extra}]"
+            f"the {package} package is required here: {install_hint(extra)}"
         )
     return Path(list(spec.submodule_search_locations)[0])
 
@@ -34,5 +40,5 @@ def gensim_test_file(name: str) -> Path:
     path = package_dir("gensim", "words") / "test" / "test_data" / name
     if not path.is_file():
         raise FileNotFoundError(f"gensim's test data file {path} is missing; "
-                                "reinstall gensim (pip install sparsecode[words]).")
+                                f"reinstall gensim ({install_hint('words')}).")
     return path

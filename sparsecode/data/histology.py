@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage
 from sklearn.utils import check_random_state
 
+from ._packages import install_hint
+
 __all__ = ["STAINS", "make_histology", "stain_levels"]
 
 #: Stain concentrations (``rgb2hed`` units) of the immunohistochemistry image,
@@ -33,8 +35,8 @@ def _skimage_color():
     try:
         import skimage.color
     except ImportError as err:
-        raise ImportError("This needs scikit-image: pip install "
-                          "'sparsecode[images]'") from err
+        raise ImportError("This needs scikit-image: "
+                          + install_hint("images")) from err
     return skimage.color
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._packages import install_hint
+
 __all__ = ["IMAGE_NAMES", "load_digits_images", "load_image", "load_lfw_subset",
            "read_image"]
 
@@ -23,8 +25,8 @@ def _skimage():
         import skimage.color
         import skimage.data
     except ImportError as err:
-        raise ImportError("This needs scikit-image: pip install "
-                          "'sparsecode[images]'") from err
+        raise ImportError("This needs scikit-image: "
+                          + install_hint("images")) from err
     return skimage
 
 
@@ -100,8 +102,8 @@ def read_image(path: str | PathLike, *, grey: bool = False) -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError as err:
-        raise ImportError("Reading image files needs Pillow: pip install "
-                          "'sparsecode[images]'") from err
+        raise ImportError("Reading image files needs Pillow: "
+                          + install_hint("images")) from err
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {path}.")

