@@ -14,13 +14,14 @@ percentiles); pass ``stains=stain_levels(rgb)`` to imitate another image.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 from sklearn.utils import check_random_state
 
+from ._checks import check_int
 from ._packages import install_hint
 
 __all__ = ["STAINS", "make_histology", "stain_levels"]
@@ -78,12 +79,6 @@ def stain_levels(rgb: Any) -> dict[str, float]:
             "eosin": float(np.median(e))}
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def _check_real(value: Any, name: str, low: float, high: float = np.inf, *,
@@ -116,8 +111,8 @@ def _shape(size: Any) -> tuple[int, int]:
     if isinstance(size, (tuple, list)):
         if len(size) != 2:
             raise ValueError(f"size must be an int or (h, w), got {size!r}.")
-        return _check_int(size[0], "size[0]", 8), _check_int(size[1], "size[1]", 8)
-    side = _check_int(size, "size", 8)
+        return check_int(size[0], "size[0]", 8), check_int(size[1], "size[1]", 8)
+    side = check_int(size, "size", 8)
     return side, side
 
 
@@ -249,9 +244,9 @@ def make_histology(
     >>> bool(images.min() >= 0 and images.max() <= 1)
     True
     """
-    n_images = _check_int(n_images, "n_images", 1)
+    n_images = check_int(n_images, "n_images", 1)
     shape = _shape(size)
-    n_nuclei = _check_int(n_nuclei, "n_nuclei", 0)
+    n_nuclei = check_int(n_nuclei, "n_nuclei", 0)
     radius = _check_real(radius, "radius", 1.0)
     p = {"radius": radius,
          "elongation": _check_real(elongation, "elongation", 1.0, 10.0),

@@ -10,13 +10,15 @@ against the truth with :func:`sparsecode.metrics.mmcs`.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import ndtr
 from sklearn.utils import check_random_state
+
+from ._checks import check_int
 
 __all__ = ["make_superposition"]
 
@@ -26,15 +28,6 @@ _COEF_KINDS = ("uniform", "exponential", "lognormal")
 # ---------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    """Return ``value`` as int, raising ValueError unless it is an int >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
 def _check_real(
     value: Any, name: str, low: float, high: float, low_open: bool
 ) -> float:
@@ -275,10 +268,10 @@ def make_superposition(
     >>> X.shape, F.shape
     ((1000, 16), (32, 16))
     """
-    n_samples = _check_int(n_samples, "n_samples", 1)
-    n_features = _check_int(n_features, "n_features", 1)
-    n_true = _check_int(n_true, "n_true", 1)
-    n_partners = _check_int(n_partners, "n_partners", 1)
+    n_samples = check_int(n_samples, "n_samples", 1)
+    n_features = check_int(n_features, "n_features", 1)
+    n_true = check_int(n_true, "n_true", 1)
+    n_partners = check_int(n_partners, "n_partners", 1)
     out_dtype = _check_params(
         n_true, mean_active, decay, correlated, correlation, coef, dtype
     )
