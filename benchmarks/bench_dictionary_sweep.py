@@ -49,7 +49,6 @@ import argparse
 import csv
 import gc
 import importlib.metadata
-import multiprocessing
 import os
 import platform
 import sys
@@ -61,6 +60,7 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
+from _load import cpu_load  # benchmarks/_load.py
 from sklearn import decomposition as skd
 from sklearn.datasets import load_sample_image
 from sklearn.exceptions import ConvergenceWarning
@@ -345,13 +345,6 @@ def warm_up(X: np.ndarray, device: str) -> None:
                     lambda1=1.0, mode=2, numThreads=-1)
 
 
-def busy_loop() -> None:
-    """Spin one core forever (the --busy load)."""
-    x = 0
-    while True:
-        x = (x * 1103515245 + 12345) % 2147483648
-
-
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else platform.processor()."""
     try:
@@ -541,22 +534,15 @@ def main() -> None:
         print("spams is not installed: the SPAMS columns print n/a "
               "(install it with: pip install -e \".[bench]\")", file=sys.stderr)
     print_header(args)
-    busy = None
     rows: list[Row] = []
     notes: set[str] = set()
     try:
-        if args.busy:
-            busy = multiprocessing.Process(target=busy_loop, daemon=True)
-            busy.start()
-        img = load_image(args.images[0])
-        warm_up(make_patches(img, args.patches[0], 2048, 0, 0)[0], args.device)
-        run_grid(args, notes, rows)
+        with cpu_load(args.busy):
+            img = load_image(args.images[0])
+            warm_up(make_patches(img, args.patches[0], 2048, 0, 0)[0], args.device)
+            run_grid(args, notes, rows)
     except KeyboardInterrupt:
         print("\ninterrupted: the summary covers the rows that finished")
-    finally:
-        if busy is not None:
-            busy.terminate()
-            busy.join()
     grid = [r for r in rows if "best batch size" not in r["image"]]
     if args.markdown and rows:
         print()

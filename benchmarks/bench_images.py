@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import time
 import warnings
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 import sklearn
 import torch
+from _load import cpu_load  # benchmarks/_load.py (scripts run from benchmarks/)
 from skimage.metrics import peak_signal_noise_ratio
 from sklearn import decomposition as skd
 from sklearn.feature_extraction.image import (
@@ -186,13 +186,6 @@ def warm_up(args: argparse.Namespace) -> None:
         est.fit(data).transform(data[:256])
 
 
-def busy_loop() -> None:
-    """Spin one core forever (the --busy load)."""
-    x = 0
-    while True:
-        x = (x * 1103515245 + 12345) % 2147483648
-
-
 def comma_list(kind: type) -> Callable[[str], list]:
     """An argparse type: a comma-separated list of kind."""
     return lambda text: [kind(v) for v in text.split(",") if v.strip()]
@@ -243,25 +236,18 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # early stopping / lars convergence chatter
     print_header(args)
     rows: list[Row] = []
-    busy = None
     try:
-        if args.busy:
-            busy = multiprocessing.Process(target=busy_loop, daemon=True)
-            busy.start()
-        warm_up(args)
-        for name in args.images:
-            clean = crop(name, args.size)
-            for sigma in args.sigmas:
-                for seed in args.seeds:
-                    rows.append({"image": name, **bench_one(clean, sigma, seed,
-                                                            args)})
-                    print(format_row(rows[-1]), flush=True)
+        with cpu_load(args.busy):
+            warm_up(args)
+            for name in args.images:
+                clean = crop(name, args.size)
+                for sigma in args.sigmas:
+                    for seed in args.seeds:
+                        rows.append({"image": name,
+                                     **bench_one(clean, sigma, seed, args)})
+                        print(format_row(rows[-1]), flush=True)
     except KeyboardInterrupt:
         print("\ninterrupted: the summary covers the rows that finished")
-    finally:
-        if busy is not None:
-            busy.terminate()
-            busy.join()
     print_summary(rows)
 
 

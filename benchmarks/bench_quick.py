@@ -12,16 +12,12 @@ the worst case. The target is under 120 s each on two cores with ``--busy``.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def _spin() -> None:
-    while True:
-        pass
+from _load import cpu_load  # benchmarks/_load.py
 
 
 def main() -> None:
@@ -35,11 +31,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     names = args.names or list(PAPERS)
-    load = mp.Process(target=_spin, daemon=True) if args.busy else None
-    if load is not None:
-        load.start()
     times = {}
-    try:
+    with cpu_load(args.busy):
         for name in names:
             with tempfile.TemporaryDirectory() as out:
                 t0 = time.perf_counter()
@@ -52,9 +45,6 @@ def main() -> None:
             print(f"{name:<16} {times[name]:7.1f} s  {status}", flush=True)
             if done.returncode:
                 print(done.stderr[-2000:], file=sys.stderr)
-    finally:
-        if load is not None:
-            load.terminate()
     worst = max(times, key=times.get)
     print(f"{'busy' if args.busy else 'idle'}: worst {worst} {times[worst]:.1f} s, "
           f"median {sorted(times.values())[len(times) // 2]:.1f} s")

@@ -14,12 +14,12 @@ the SAE (ratio >= 0.85). ``--busy`` starts one CPU-bound process beside it
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import tempfile
 import time
 
 import numpy as np
+from _load import cpu_load  # benchmarks/_load.py
 
 from sparsecode import SparseAutoencoder, Transcoder
 from sparsecode.data.activations import (
@@ -28,11 +28,6 @@ from sparsecode.data.activations import (
     mlp_pair_modules,
 )
 from sparsecode.data.text import load_default_corpus
-
-
-def _spin() -> None:  # the other job on a busy machine
-    while True:
-        pass
 
 
 def mlp_pairs(n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,11 +50,8 @@ def compare(steps: int, seeds: int, busy: bool = False) -> list[float]:
     X, Y = mlp_pairs(steps * 256)
     print(f"# transcoder vs SAE: MiniLM layer-2 MLP pairs X {X.shape}, Y {Y.shape}; "
           f"{steps} steps of 256")
-    load = mp.Process(target=_spin, daemon=True) if busy else None
-    if load is not None:
-        load.start()
     ratios = []
-    try:
+    with cpu_load(busy):
         for seed in range(seeds):
             kw = {"max_iter": 1, "random_state": seed, "device": "cpu"}
             sae = tokens_per_second(SparseAutoencoder(**kw), X)
@@ -67,9 +59,6 @@ def compare(steps: int, seeds: int, busy: bool = False) -> list[float]:
             ratios.append(tc / sae)
             print(f"seed {seed}: SAE {sae:,.0f} tok/s, transcoder {tc:,.0f} tok/s, "
                   f"ratio {tc / sae:.3f}", flush=True)
-    finally:
-        if load is not None:
-            load.terminate()
     print(f"transcoder / SAE tokens/s ({'busy' if busy else 'idle'}): median "
           f"{statistics.median(ratios):.3f}, worst {min(ratios):.3f} "
           f"(target >= 0.85: {'MET' if min(ratios) >= 0.85 else 'NOT MET'})")
